@@ -1,0 +1,175 @@
+"""Decoder built from a :class:`~stylenas_cli.genotype.Genotype` (SPEC §3).
+
+The architecture is data: :func:`stage_specs` lists the four skip-fed stages, and
+:class:`Decoder` turns a genotype into the convs it switches on. Convs the genotype turns off
+are absent (no parameters, no FLOPs).
+
+Transfer points are named after the feature they act on: the encoder levels
+(``relu5_1`` ... ``relu1_1``: WCT on the bottleneck or on a skip, before decoding) and the
+decoder stages (``d1`` ... ``d5``: WCT on the running feature at the start of the stage).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .encoder import CHANNELS
+from .genotype import Genotype
+
+Transfer = Callable[[str, torch.Tensor], torch.Tensor]
+
+# (transfer bit, encoder level) for the WCTs applied to encoder features.
+ENCODER_POINTS: tuple[tuple[str, str], ...] = (
+    ("d0_transfer", "relu5_1"),
+    ("s1_transfer", "relu4_1"),
+    ("s2_transfer", "relu3_1"),
+    ("s3_transfer", "relu2_1"),
+    ("s4_transfer", "relu1_1"),
+)
+BFA_SKIPS: tuple[tuple[str, str, int], ...] = (
+    ("bfa_s1", "relu4_1", 2),
+    ("bfa_s2", "relu3_1", 4),
+    ("bfa_s3", "relu2_1", 8),
+    ("bfa_s4", "relu1_1", 16),
+)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """A decoder stage fed by one skip. ``long`` stages (d2, d3) have the extra conv and the
+    3×3-or-1×1 reduction; the fuse conv of short stages (d4, d5) does the reduction itself."""
+
+    name: str
+    skip: str
+    out: int
+    long: bool
+    up_to: str | None  # encoder level whose size the stage upsamples to
+
+
+def stage_specs() -> tuple[StageSpec, ...]:
+    return (
+        StageSpec("d2", "relu4_1", 256, True, "relu3_1"),
+        StageSpec("d3", "relu3_1", 128, True, "relu2_1"),
+        StageSpec("d4", "relu2_1", 64, False, "relu1_1"),
+        StageSpec("d5", "relu1_1", 3, False, None),
+    )
+
+
+class ConvBlock(nn.Sequential):
+    """Reflection-padded conv, ReLU unless it is the output conv."""
+
+    def __init__(self, cin: int, cout: int, k: int = 3, relu: bool = True) -> None:
+        layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, padding=k // 2, padding_mode="reflect")]
+        if relu:
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+def _upsample(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    # Nearest ×2, but to the skip's exact size so odd input sizes round-trip.
+    return F.interpolate(x, size=like.shape[-2:], mode="nearest")
+
+
+class Decoder(nn.Module):
+    """Decoder for one genotype: ``feats -> (B, 3, H, W)``."""
+
+    def __init__(self, genotype: Genotype) -> None:
+        super().__init__()
+        g = self.genotype = genotype
+        bfa_in = CHANNELS["relu5_1"] + sum(CHANNELS[lv] for bit, lv, _ in BFA_SKIPS if g.on(bit))
+        self.bfa = nn.Conv2d(bfa_in, 512, 1)  # always present, no ReLU (as the reference)
+        self.convs = nn.ModuleDict()
+        if g.d1_conv_pre:
+            self.convs["d1_pre"] = ConvBlock(512, 512)
+        if g.d1_conv_post:
+            self.convs["d1_post"] = ConvBlock(512, 512)
+        for s in stage_specs():
+            ch = CHANNELS[s.skip]
+            fuse_in = 2 * ch if g.on(f"{s.name}_concat") else ch
+            last = s.up_to is None
+            self.convs[f"{s.name}_fuse"] = ConvBlock(
+                fuse_in, ch if s.long else s.out, relu=not last
+            )
+            if s.long:
+                if g.on(f"{s.name}_extra"):
+                    self.convs[f"{s.name}_extra"] = ConvBlock(ch, ch)
+                k = 3 if g.on(f"{s.name}_conv3x3") else 1
+                self.convs[f"{s.name}_reduce"] = ConvBlock(ch, s.out, k)
+            if not last and g.on(f"{s.name}_conv_post"):
+                self.convs[f"{s.name}_post"] = ConvBlock(s.out, s.out)
+
+    @property
+    def transfer_points(self) -> list[str]:
+        """Names of the WCT points this genotype switches on, in the order they run."""
+        g = self.genotype
+        points = [level for bit, level in ENCODER_POINTS if g.on(bit)]
+        return points + [f"d{k}" for k in range(1, 6) if g.on(f"d{k}_transfer")]
+
+    def _maybe(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        return self.convs[name](x) if name in self.convs else x
+
+    def forward(
+        self, feats: dict[str, torch.Tensor], transfer: Transfer | None = None
+    ) -> torch.Tensor:
+        """``feats``: encoder features by level (relu1_1 ``(B, 64, H, W)`` ... relu5_1
+        ``(B, 512, H/16, W/16)``); ``transfer(point, x)`` is applied at every transfer point
+        the genotype switches on (``None``: plain reconstruction). Returns ``(B, 3, H, W)``."""
+        g = self.genotype
+        points = set(self.transfer_points) if transfer is not None else set()
+        feats = {lv: transfer(lv, f) if lv in points else f for lv, f in feats.items()}
+
+        # d0: bottleneck feature aggregation
+        x = feats["relu5_1"]  # (B, 512, H/16, W/16)
+        pooled = [
+            F.max_pool2d(F.instance_norm(feats[lv]), k)[..., : x.shape[-2], : x.shape[-1]]
+            for bit, lv, k in BFA_SKIPS
+            if g.on(bit)
+        ]
+        x = self.bfa(torch.cat([x, *pooled], 1))
+
+        # d1: 1/16 -> 1/8
+        if "d1" in points:
+            x = transfer("d1", x)
+        x = self._maybe("d1_pre", x)
+        x = _upsample(x, feats["relu4_1"])
+        x = self._maybe("d1_post", x)
+
+        # d2 ... d5: fuse a skip, (extra conv, reduction), upsample, (post conv)
+        for s in stage_specs():
+            if s.name in points:
+                x = transfer(s.name, x)
+            skip = feats[s.skip]
+            if g.on(f"{s.name}_concat"):
+                if g.on(f"{s.name}_in"):
+                    skip = F.instance_norm(skip)
+                x = torch.cat([x, skip], 1)
+            x = self.convs[f"{s.name}_fuse"](x)
+            if s.long:
+                x = self._maybe(f"{s.name}_extra", x)
+                x = self.convs[f"{s.name}_reduce"](x)
+            if s.up_to is not None:
+                x = _upsample(x, feats[s.up_to])
+                x = self._maybe(f"{s.name}_post", x)
+        return x
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def decoder_flops(decoder: Decoder, height: int = 512, width: int = 512) -> int:
+    """FLOPs of one decoder forward (no transfers) at ``height × width``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    feats = {
+        lv: torch.zeros(1, CHANNELS[lv], height >> k, width >> k)
+        for k, lv in enumerate(("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"))
+    }
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        decoder(feats)
+    return int(counter.get_total_flops())

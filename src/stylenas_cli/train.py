@@ -1,0 +1,268 @@
+"""Reconstruction training of a decoder (SPEC §4): encoder frozen, no WCT while training.
+
+Loss = ``pixel_weight · MSE(out, in) + mean over levels of MSE(enc(out), enc(in))`` on the
+scale-normalised encoder features (see :mod:`stylenas_cli.encoder`), Adam with linear warm-up
+and cosine decay. Checkpoints hold everything needed to resume bit-for-bit in schedule.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torchvision.transforms import v2
+
+from .decoder import Decoder
+from .device import autocast_dtype, resolve_device
+from .encoder import LEVELS, VGGEncoder
+from .genotype import resolve
+from .io import IMAGE_SUFFIXES, atomic_write
+
+HOLDOUT_EVERY = 20  # every 20th photo (sorted by name) is held aside for validation
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    arch: str = "photonas"
+    out: str = "runs/train"
+    steps: int = 4000
+    batch: int = 8
+    size: int = 256  # random crop side
+    lr: float = 1e-3
+    warmup: int = 100
+    min_lr_ratio: float = 0.02
+    pixel_weight: float = 10.0
+    levels: tuple[str, ...] = LEVELS  # perceptual loss levels
+    precision: str = "bf16"
+    device: str = "auto"
+    seed: int = 0
+    checkpoint_every: int = 200
+    val_every: int = 200
+    val_size: int = 256
+    init: str | None = None  # warm start: checkpoint/weights sharing layer names
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    history: list[dict] = field(default_factory=list)
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"training data folder not found: {folder}")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if len(files) < 2:
+        raise ValueError(f"need at least 2 photos in {folder}, found {len(files)}")
+    return files
+
+
+def split_holdout(files: list[Path]) -> tuple[list[Path], list[Path]]:
+    val = files[::HOLDOUT_EVERY]
+    train = [f for f in files if f not in set(val)]
+    return train, val
+
+
+class PhotoSampler:
+    """Random crops (scale 0.25-1 of the photo) with flips from photos kept in memory."""
+
+    def __init__(self, files: list[Path], size: int, seed: int) -> None:
+        self.images = [v2.functional.pil_to_tensor(Image.open(f).convert("RGB")) for f in files]
+        self.crop = v2.Compose(
+            [
+                v2.RandomResizedCrop(size, scale=(0.25, 1.0), antialias=True),
+                v2.RandomHorizontalFlip(),
+            ]
+        )
+        self.rng = random.Random(seed)
+
+    def batch(self, n: int) -> torch.Tensor:
+        picks = [self.images[self.rng.randrange(len(self.images))] for _ in range(n)]
+        return torch.stack([self.crop(img) for img in picks]).float() / 255.0
+
+
+def val_images(files: list[Path], size: int) -> torch.Tensor:
+    """Held-out photos, resized (short side) and centre-cropped to ``size``."""
+    tf = v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])
+    return (
+        torch.stack(
+            [tf(v2.functional.pil_to_tensor(Image.open(f).convert("RGB"))) for f in files]
+        ).float()
+        / 255.0
+    )
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean PSNR (dB) over a batch of images in [0, 1]."""
+    mse = ((a.clamp(0, 1) - b) ** 2).flatten(1).mean(1).clamp_min(1e-10)
+    return float((10 * torch.log10(1.0 / mse)).mean())
+
+
+def reconstruction_loss(
+    out: torch.Tensor,
+    target: torch.Tensor,
+    encoder: VGGEncoder,
+    target_feats: dict[str, torch.Tensor],
+    pixel_weight: float,
+    levels: tuple[str, ...],
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Pixel MSE (weighted) + mean feature MSE over ``levels``; returns (loss, parts)."""
+    pix = F.mse_loss(out.float(), target)
+    feats = encoder(out, levels) if levels else {}
+    per = [F.mse_loss(feats[lv].float(), target_feats[lv].float()) for lv in levels]
+    perc = torch.stack(per).mean() if per else torch.zeros((), device=out.device)
+    return pixel_weight * pix + perc, {"pixel": float(pix), "perceptual": float(perc)}
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return (step + 1) / cfg.warmup
+    t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def save_checkpoint(path: Path, decoder: Decoder, opt, cfg: TrainConfig, state: TrainState):
+    payload = {
+        "genotype": str(decoder.genotype),
+        "state_dict": decoder.state_dict(),
+        "optimizer": opt.state_dict(),
+        "config": asdict(cfg),
+        "step": state.step,
+        "history": state.history,
+        "rng": torch.get_rng_state(),
+    }
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def warm_start(decoder: Decoder, path: str | Path) -> int:
+    """Copy every tensor whose name and shape match; returns how many were copied."""
+    src = torch.load(path, map_location="cpu", weights_only=False)
+    src = src.get("state_dict", src)
+    own = decoder.state_dict()
+    shared = {k: v.float() for k, v in src.items() if k in own and own[k].shape == v.shape}
+    decoder.load_state_dict(shared, strict=False)
+    return len(shared)
+
+
+def train(
+    cfg: TrainConfig,
+    resume: bool = False,
+    on_step: Callable[[int, dict], None] | None = None,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Train a decoder; returns the path of the last checkpoint (``<out>/last.pt``).
+
+    Ctrl-C saves a checkpoint before re-raising ``KeyboardInterrupt``."""
+    out = Path(cfg.out)
+    ckpt_path = out / "last.pt"
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    genotype = resolve(cfg.arch)
+    encoder = VGGEncoder().to(device)
+    decoder = Decoder(genotype).to(device)
+    opt = torch.optim.Adam(decoder.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
+    state = TrainState()
+    if resume and ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if ck["genotype"] != str(genotype):
+            raise ValueError(f"{ckpt_path} is for genotype {ck['genotype']}, not {genotype}")
+        decoder.load_state_dict(ck["state_dict"])
+        opt.load_state_dict(ck["optimizer"])
+        state = TrainState(ck["step"], ck["history"])
+        torch.set_rng_state(ck["rng"])
+        log(f"resumed from {ckpt_path} at step {state.step}")
+    elif ckpt_path.exists():
+        raise FileExistsError(f"{ckpt_path} exists: pass --resume to continue it or pick --out")
+    elif cfg.init:
+        log(f"warm start: {warm_start(decoder, cfg.init)} tensors from {cfg.init}")
+
+    train_files, val_files = split_holdout(list_images(cfg.data))
+    sampler = PhotoSampler(train_files, cfg.size, cfg.seed + state.step)
+    val = val_images(val_files, cfg.val_size).to(device)
+    amp = autocast_dtype(cfg.precision)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def autocast():
+        return torch.autocast(device.type, dtype=amp, enabled=amp is not None)
+
+    def validate() -> float:
+        decoder.eval()
+        with torch.no_grad(), autocast():
+            rec = torch.cat([decoder(encoder(v[None])) for v in val]).float()
+        decoder.train()
+        return psnr(rec, val)
+
+    decoder.train()
+    t0 = time.perf_counter()
+    try:
+        while state.step < cfg.steps:
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * lr_factor(state.step, cfg)
+            img = sampler.batch(cfg.batch).to(device, non_blocking=True)
+            with autocast():
+                with torch.no_grad():
+                    feats = encoder(img)
+                rec = decoder(feats)
+                loss, parts = reconstruction_loss(
+                    rec, img, encoder, feats, cfg.pixel_weight, cfg.levels
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            state.step += 1
+            info = {
+                "step": state.step,
+                "loss": float(loss),
+                **parts,
+                "lr": opt.param_groups[0]["lr"],
+            }
+            if state.step % cfg.val_every == 0 or state.step == cfg.steps:
+                info["val_psnr"] = validate()
+                info["elapsed"] = time.perf_counter() - t0
+                state.history.append(info)
+                log(
+                    f"step {state.step}: loss {info['loss']:.4f} pixel {info['pixel']:.5f} "
+                    f"perceptual {info['perceptual']:.4f} val PSNR {info['val_psnr']:.2f} dB"
+                )
+            if on_step:
+                on_step(state.step, info)
+            if state.step % cfg.checkpoint_every == 0:
+                save_checkpoint(ckpt_path, decoder, opt, cfg, state)
+    except KeyboardInterrupt:
+        save_checkpoint(ckpt_path, decoder, opt, cfg, state)
+        log(f"interrupted: checkpoint saved at step {state.step} to {ckpt_path}")
+        raise
+    save_checkpoint(ckpt_path, decoder, opt, cfg, state)
+    return ckpt_path
+
+
+def export_weights(checkpoint: str | Path, dest: str | Path, half: bool = True) -> Path:
+    """Strip a training checkpoint to a shippable weights file (fp16 by default)."""
+    ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    dtype = torch.float16 if half else torch.float32
+    payload = {
+        "genotype": ck["genotype"],
+        "state_dict": {k: v.to(dtype) for k, v in ck["state_dict"].items()},
+        "step": ck["step"],
+        "history": ck["history"],
+        "config": ck["config"],
+    }
+    dest = Path(dest)
+    atomic_write(dest, lambda tmp: torch.save(payload, tmp))
+    return dest
+
+
+def set_threads() -> None:
+    """Use every core for intra-op work unless the user pinned OMP_NUM_THREADS."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(os.cpu_count() or 1)

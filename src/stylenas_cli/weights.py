@@ -1,0 +1,160 @@
+"""Shipped decoder weights: a tiny registry of typed descriptors with sha256 checks.
+
+Shipped files live in the repository's ``weights/`` folder (or ``$STYLENAS_WEIGHTS_DIR``).
+A weights file is a ``torch.save`` dict with ``genotype`` (32-bit string) and ``state_dict``
+(fp16 or fp32); training checkpoints (``last.pt``) load the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .genotype import NAMED, Genotype, resolve
+
+
+class WeightsError(ValueError):
+    """A weights file that is missing, corrupt or for another architecture."""
+
+
+@dataclass(frozen=True)
+class Weights:
+    """A shipped decoder checkpoint."""
+
+    name: str
+    genotype: Genotype
+    file: str
+    sha256: str
+    description: str = ""
+
+    @property
+    def path(self) -> Path:
+        return weights_dir() / self.file
+
+
+REGISTRY: dict[str, Weights] = {}
+
+
+def register(entry: Weights) -> Weights:
+    REGISTRY[entry.name] = entry
+    return entry
+
+
+register(
+    Weights(
+        "photonas",
+        NAMED["photonas"],
+        "photonas.pt",
+        "PENDING",
+        "PhotoNAS decoder trained for reconstruction on shared/data/train (see MODEL_CARD.md)",
+    )
+)
+register(
+    Weights(
+        "photonet",
+        NAMED["photonet"],
+        "photonet.pt",
+        "PENDING",
+        "PhotoNet (dense teacher) decoder trained for reconstruction (see MODEL_CARD.md)",
+    )
+)
+
+
+def weights_dir() -> Path:
+    env = os.environ.get("STYLENAS_WEIGHTS_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "weights"
+
+
+def list_weights() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _genotype_from_json(path: Path) -> tuple[Genotype, Path | None]:
+    """A search run's ``best.json``: {"genotype": ..., "checkpoint": ...}."""
+    try:
+        data = json.loads(path.read_text())
+        genotype = Genotype.from_string(data["genotype"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise WeightsError(f"{path}: not a genotype JSON with a 'genotype' field ({err})") from None
+    ckpt = data.get("checkpoint")
+    return genotype, (path.parent / ckpt) if ckpt else None
+
+
+def resolve_arch_and_weights(
+    arch: str | Genotype | None, weights: str | Path | None
+) -> tuple[Genotype, Path]:
+    """Work out the genotype and the weights file from what the user gave.
+
+    ``arch``: a registered name, a 32-bit string, a ``best.json`` path or None (then taken from
+    the weights file, or ``photonas``). ``weights``: a file, or None for the shipped weights.
+    """
+    json_ckpt = None
+    if isinstance(arch, str) and arch.endswith(".json"):
+        genotype, json_ckpt = _genotype_from_json(Path(arch))
+    elif arch is None:
+        genotype = None
+    else:
+        genotype = resolve(arch)
+    if weights is not None:
+        path = Path(weights)
+        if not path.is_file():
+            raise WeightsError(f"weights file not found: {path}")
+        if genotype is None:
+            genotype = Genotype.from_string(_read(path)["genotype"])
+        return genotype, path
+    if json_ckpt is not None:
+        return genotype, json_ckpt
+    genotype = genotype or NAMED["photonas"]
+    for entry in REGISTRY.values():
+        if entry.genotype == genotype:
+            return genotype, verified_path(entry)
+    raise WeightsError(
+        f"no shipped weights for genotype {genotype}: train one with 'stylenas train' "
+        "and pass --weights"
+    )
+
+
+def verified_path(entry: Weights) -> Path:
+    path = entry.path
+    if not path.is_file():
+        raise WeightsError(f"shipped weights {path} are missing: reinstall or restore the file")
+    digest = sha256_of(path)
+    if digest != entry.sha256:
+        raise WeightsError(
+            f"{path} is corrupt (sha256 {digest[:12]}..., expected {entry.sha256[:12]}...)"
+        )
+    return path
+
+
+def _read(path: Path) -> dict:
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch raises many kinds for a bad file
+        raise WeightsError(f"{path}: not a readable weights file ({type(err).__name__})") from None
+    if not isinstance(data, dict) or "state_dict" not in data or "genotype" not in data:
+        raise WeightsError(f"{path}: not a stylenas weights file (no genotype/state_dict)")
+    return data
+
+
+def load_decoder_state(path: str | Path, genotype: Genotype) -> dict[str, torch.Tensor]:
+    """Read a weights file, check it is for ``genotype``, return a float32 state dict."""
+    path = Path(path)
+    data = _read(path)
+    if data["genotype"] != str(genotype):
+        raise WeightsError(f"{path} holds genotype {data['genotype']}, not {genotype}")
+    return {k: v.float() for k, v in data["state_dict"].items()}
