@@ -49,7 +49,7 @@ def main() -> None:
 @click.option(
     "-o",
     "--output",
-    type=click.Path(path_type=Path),
+    type=click.Path(),  # str: a trailing slash (= a directory) must survive
     help="Output file (one content) or directory. Default: <stem>_stylized.<ext> "
     "beside each content.",
 )
@@ -127,6 +127,8 @@ def stylize(
     stylenas stylize content.jpg style.jpg
     stylenas stylize photos/ --style ref.jpg -o out/
     """
+    from rich.markup import escape
+
     from .io import ImageError
     from .model import Stylizer
     from .stylize import StylizeConfig, expand_contents, plan_outputs, stylize_files
@@ -157,7 +159,8 @@ def stylize(
         if not r.ok:
             click.echo(f"error: {r.error}", err=True)
         elif not quiet:
-            console.print(f"{r.output}  [dim]{r.width}x{r.height} {r.seconds:.2f}s {r.device}[/]")
+            name = escape(str(r.output))  # a file name may hold [brackets]
+            console.print(f"{name}  [dim]{r.width}x{r.height} {r.seconds:.2f}s {r.device}[/]")
 
     try:
         with console.status("stylising...", spinner="dots") if not quiet else _null():

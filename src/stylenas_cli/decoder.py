@@ -120,8 +120,10 @@ class Decoder(nn.Module):
         ``(B, 512, H/16, W/16)``); ``transfer(point, x)`` is applied at every transfer point
         the genotype switches on (``None``: plain reconstruction). Returns ``(B, 3, H, W)``."""
         g = self.genotype
-        points = set(self.transfer_points) if transfer is not None else set()
-        feats = {lv: transfer(lv, f) if lv in points else f for lv, f in feats.items()}
+        points = self.transfer_points if transfer is not None else []
+        feats = dict(feats)
+        for level in (p for p in points if p in feats):  # encoder points, bottleneck first
+            feats[level] = transfer(level, feats[level])
 
         # d0: bottleneck feature aggregation
         x = feats["relu5_1"]  # (B, 512, H/16, W/16)

@@ -38,7 +38,10 @@ def _to_float_rgb(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None, bool
     alpha = None
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img, dtype=np.float32)
-        arr = arr / (65535.0 if arr.max() > 255 else 255.0)
+        # I;16* is 16-bit by definition (a dark frame must stay dark); plain "I" (32-bit
+        # int) carries no depth, so guess from the values.
+        sixteen = img.mode.startswith("I;16") or arr.max() > 255
+        arr = arr / (65535.0 if sixteen else 255.0)
         return np.repeat(arr[..., None], 3, axis=2), None, True
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
@@ -129,12 +132,10 @@ def atomic_write(dest: str | Path, write: Callable[[Path], None]) -> Path:
     return dest
 
 
-def save_image(
-    rgb: torch.Tensor, dest: str | Path, alpha: np.ndarray | None = None, sixteen_bit: bool = False
-) -> Path:
-    """Save ``(3, H, W)`` in [0, 1] atomically; JPEG quality 95; alpha kept where the
-    format allows (PNG/WebP/TIFF), 16-bit kept for 16-bit PNG/TIFF inputs (as grayscale-free
-    RGB 8-bit otherwise)."""
+def save_image(rgb: torch.Tensor, dest: str | Path, alpha: np.ndarray | None = None) -> Path:
+    """Save ``(3, H, W)`` in [0, 1] atomically as 8-bit RGB; JPEG quality 95; alpha kept
+    where the format allows (PNG/WebP/TIFF). 16-bit and grayscale inputs come out as 8-bit
+    RGB (a stylised photo has colour)."""
     dest = Path(dest)
     suffix = dest.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:

@@ -59,11 +59,16 @@ class Result:
 
 
 def expand_contents(paths: list[Path]) -> list[Path]:
-    """Files as given; directories expand to their images (sorted, not recursive)."""
+    """Files as given; directories expand to their images (sorted, not recursive), leaving
+    out earlier results (``*_stylized.*``) so a second run does not stylise its own output."""
     out: list[Path] = []
     for p in paths:
         if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(
+                f
+                for f in p.iterdir()
+                if f.suffix.lower() in IMAGE_SUFFIXES and not f.stem.endswith("_stylized")
+            )
             if not found:
                 raise ImageError(f"{p}: directory holds no images")
             out += found
@@ -72,12 +77,18 @@ def expand_contents(paths: list[Path]) -> list[Path]:
     return out
 
 
-def plan_outputs(contents: list[Path], output: Path | None) -> list[Path]:
+def plan_outputs(contents: list[Path], output: str | Path | None) -> list[Path]:
     """Output path for each content: ``<stem>_stylized.<ext>`` beside it, in ``output`` if
-    that is a directory (or several contents are given), else ``output`` itself."""
-    as_dir = output is not None and (
-        output.is_dir() or len(contents) > 1 or str(output).endswith(("/", "\\"))
-    )
+    that is a directory (or several contents are given, or it ends with a slash), else
+    ``output`` itself."""
+    # Check the slash on the string: Path("out/") drops it.
+    slash = isinstance(output, str) and output.endswith(("/", "\\"))
+    output = Path(output) if output is not None else None
+    as_dir = output is not None and (output.is_dir() or len(contents) > 1 or slash)
+    if as_dir and output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir():
+        raise ImageError(
+            f"{output}: {len(contents)} contents need an output directory, not an image file name"
+        )
     if output is not None and not as_dir and output.suffix.lower() not in IMAGE_SUFFIXES:
         raise ImageError(
             f"{output}: output needs an image extension ({', '.join(sorted(IMAGE_SUFFIXES))})"
@@ -119,6 +130,9 @@ def stylize_files(
 ) -> list[Result]:
     """Stylise every content with one style; returns one :class:`Result` per content."""
     style_img = load_image(style, cfg.max_size)
+    if min(style_img.size) < MIN_SIDE:
+        w, h = style_img.size
+        raise ImageError(f"{style}: style is {w}x{h}; both sides must be >= {MIN_SIDE} px")
     style_labels = None
     if cfg.style_mask:
         style_labels = load_labels(cfg.style_mask, _mask_size(style, cfg.max_size, style_img))

@@ -121,7 +121,8 @@ def reconstruction_loss(
     feats = encoder(out, levels) if levels else {}
     per = [F.mse_loss(feats[lv].float(), target_feats[lv].float()) for lv in levels]
     perc = torch.stack(per).mean() if per else torch.zeros((), device=out.device)
-    return pixel_weight * pix + perc, {"pixel": float(pix), "perceptual": float(perc)}
+    parts = {"pixel": pix.item(), "perceptual": perc.item()}
+    return pixel_weight * pix + perc, parts
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -222,7 +223,7 @@ def train(
             state.step += 1
             info = {
                 "step": state.step,
-                "loss": float(loss),
+                "loss": loss.item(),
                 **parts,
                 "lr": opt.param_groups[0]["lr"],
             }

@@ -118,6 +118,8 @@ def resolve_arch_and_weights(
             genotype = Genotype.from_string(_read(path)["genotype"])
         return genotype, path
     if json_ckpt is not None:
+        if not json_ckpt.is_file():
+            raise WeightsError(f"checkpoint {json_ckpt} named in {arch} not found")
         return genotype, json_ckpt
     genotype = genotype or NAMED["photonas"]
     for entry in REGISTRY.values():
@@ -143,7 +145,8 @@ def verified_path(entry: Weights) -> Path:
 
 def _read(path: Path) -> dict:
     try:
-        data = torch.load(path, map_location="cpu", weights_only=False)
+        # weights_only: a weights file must not be able to run code when loaded.
+        data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many kinds for a bad file
         raise WeightsError(f"{path}: not a readable weights file ({type(err).__name__})") from None
     if not isinstance(data, dict) or "state_dict" not in data or "genotype" not in data:
@@ -157,4 +160,10 @@ def load_decoder_state(path: str | Path, genotype: Genotype) -> dict[str, torch.
     data = _read(path)
     if data["genotype"] != str(genotype):
         raise WeightsError(f"{path} holds genotype {data['genotype']}, not {genotype}")
-    return {k: v.float() for k, v in data["state_dict"].items()}
+    state = {k: v.float() for k, v in data["state_dict"].items()}
+    from .decoder import Decoder
+
+    expected = Decoder(genotype).state_dict()
+    if set(state) != set(expected) or any(state[k].shape != v.shape for k, v in expected.items()):
+        raise WeightsError(f"{path}: its tensors do not fit genotype {genotype}")
+    return state

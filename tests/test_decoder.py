@@ -1,0 +1,66 @@
+import random
+
+import pytest
+import torch
+
+from stylenas_cli.decoder import Decoder, count_parameters, decoder_flops
+from stylenas_cli.encoder import CHANNELS, LEVELS
+from stylenas_cli.genotype import NAMED, random_genotype
+
+GENOTYPES = list(NAMED.values()) + [random_genotype(random.Random(s)) for s in range(3)]
+
+
+def _feats(b: int, h: int, w: int) -> dict[str, torch.Tensor]:
+    # Encoder-shaped random features: relu1_1 at full size, each level half the last (floor).
+    out = {}
+    for level in LEVELS:
+        out[level] = torch.rand(b, CHANNELS[level], h, w)
+        h, w = h // 2, w // 2
+    return out
+
+
+@pytest.mark.parametrize("genotype", GENOTYPES, ids=str)
+def test_output_shape_equals_input_for_odd_sizes(genotype):
+    dec = Decoder(genotype)
+    out = dec(_feats(1, 67, 95))
+    assert out.shape == (1, 3, 67, 95)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("genotype", GENOTYPES, ids=str)
+def test_every_parameter_gets_a_gradient(genotype):
+    torch.manual_seed(0)
+    dec = Decoder(genotype)
+    dec(_feats(2, 48, 64)).square().mean().backward()
+    missing = [n for n, p in dec.named_parameters() if p.grad is None or not p.grad.abs().sum()]
+    assert missing == []
+
+
+def test_transfer_hook_runs_at_the_genotype_points_in_order():
+    seen = []
+    dec = Decoder(NAMED["photonet"])
+    dec(_feats(1, 32, 32), transfer=lambda p, x: seen.append(p) or x)
+    assert seen == dec.transfer_points
+    assert seen == ["relu5_1", "relu4_1", "relu3_1", "relu2_1", "relu1_1"] + [
+        f"d{k}" for k in range(1, 6)
+    ]
+    assert Decoder(NAMED["photonas"]).transfer_points == ["relu1_1", "d5"]
+
+
+def test_transfer_changes_the_output():
+    torch.manual_seed(0)
+    dec = Decoder(NAMED["photonas"])
+    feats = _feats(1, 32, 32)
+    plain = dec(feats)
+    shifted = dec(feats, transfer=lambda p, x: x + 1.0)
+    assert not torch.allclose(plain, shifted)
+
+
+def test_turned_off_convs_are_absent():
+    nas, net = Decoder(NAMED["photonas"]), Decoder(NAMED["photonet"])
+    assert "d1_pre" not in nas.convs and "d1_pre" in net.convs
+    assert count_parameters(nas) < count_parameters(net)
+    assert 0 < decoder_flops(nas, 128, 128) < decoder_flops(net, 128, 128)
+    # FLOPs scale with the pixel count.
+    ratio = decoder_flops(nas, 256, 256) / decoder_flops(nas, 128, 128)
+    assert 3.9 < ratio < 4.1

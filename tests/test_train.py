@@ -1,0 +1,121 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+
+from stylenas_cli.decoder import Decoder
+from stylenas_cli.genotype import NAMED
+from stylenas_cli.train import (
+    TrainConfig,
+    export_weights,
+    list_images,
+    lr_factor,
+    psnr,
+    split_holdout,
+    train,
+    warm_start,
+)
+from stylenas_cli.weights import load_decoder_state
+
+
+@pytest.fixture(scope="module")
+def photo_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("photos")
+    for name in ("astronaut", "chelsea", "coffee", "rocket"):
+        Image.fromarray(getattr(data, name)()).resize((96, 72)).save(d / f"{name}.jpg")
+    (d / "notes.txt").write_text("not a photo")
+    return d
+
+
+def _cfg(photo_dir, out, **kw):
+    base = dict(
+        data=str(photo_dir),
+        arch="photonas",
+        out=str(out),
+        steps=6,
+        batch=2,
+        size=48,
+        levels=("relu1_1", "relu2_1"),
+        precision="fp32",
+        device="cpu",
+        checkpoint_every=3,
+        val_every=3,
+        val_size=48,
+        warmup=2,
+    )
+    return TrainConfig(**(base | kw))
+
+
+def test_listing_and_holdout(photo_dir):
+    files = list_images(photo_dir)
+    assert [f.suffix for f in files] == [".jpg"] * 4
+    train_files, val = split_holdout(files)
+    assert val and not set(val) & set(train_files)
+    with pytest.raises(FileNotFoundError):
+        list_images(photo_dir / "nope")
+
+
+def test_psnr_and_schedule():
+    a = torch.rand(2, 3, 8, 8)
+    assert psnr(a, a) > 90
+    assert abs(psnr(torch.zeros(1, 3, 4, 4), torch.full((1, 3, 4, 4), 0.1)) - 20.0) < 1e-4
+    cfg = TrainConfig(data=".", steps=100, warmup=10, min_lr_ratio=0.1)
+    assert lr_factor(0, cfg) == pytest.approx(0.1)
+    assert lr_factor(10, cfg) == pytest.approx(1.0)
+    assert lr_factor(100, cfg) == pytest.approx(0.1)
+
+
+def test_training_lowers_the_loss_and_resumes(photo_dir, tmp_path):
+    torch.manual_seed(0)
+    logs = []
+    steps = []
+    ckpt = train(
+        _cfg(photo_dir, tmp_path, steps=12, lr=3e-3),
+        log=logs.append,
+        on_step=lambda s, info: steps.append(info["loss"]),
+    )
+    assert ckpt.exists() and len(steps) == 12
+    assert np.mean(steps[-3:]) < np.mean(steps[:3])
+    ck = torch.load(ckpt, weights_only=False)
+    assert ck["step"] == 12 and ck["history"][-1]["val_psnr"] > 0
+    # Resume continues the step count; without --resume the run refuses to clobber it.
+    with pytest.raises(FileExistsError):
+        train(_cfg(photo_dir, tmp_path, steps=14), log=logs.append)
+    train(_cfg(photo_dir, tmp_path, steps=14), resume=True, log=logs.append)
+    assert torch.load(ckpt, weights_only=False)["step"] == 14
+    assert any("resumed" in m for m in logs)
+
+
+def test_ctrl_c_saves_a_checkpoint(photo_dir, tmp_path):
+    def interrupt(step, info):
+        if step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(photo_dir, tmp_path, checkpoint_every=100), on_step=interrupt, log=lambda m: 0)
+    assert torch.load(tmp_path / "last.pt", weights_only=False)["step"] == 2
+
+
+def test_export_is_fp16_and_loads(photo_dir, tmp_path):
+    ckpt = train(_cfg(photo_dir, tmp_path, steps=2), log=lambda m: 0)
+    dest = export_weights(ckpt, tmp_path / "w.pt")
+    state = torch.load(dest, weights_only=False)["state_dict"]
+    assert all(v.dtype == torch.float16 for v in state.values())
+    loaded = load_decoder_state(dest, NAMED["photonas"])
+    Decoder(NAMED["photonas"]).load_state_dict(loaded)
+
+
+def test_warm_start_copies_matching_layers(tmp_path):
+    src = Decoder(NAMED["photonet"])
+    torch.save({"state_dict": src.state_dict()}, tmp_path / "net.pt")
+    dst = Decoder(NAMED["photonas"])
+    copied = warm_start(dst, tmp_path / "net.pt")
+    assert copied > 0
+    assert torch.equal(dst.convs["d5_fuse"][0].weight, src.convs["d5_fuse"][0].weight)
+
+
+def test_wrong_genotype_on_resume(photo_dir, tmp_path):
+    train(_cfg(photo_dir, tmp_path, steps=1), log=lambda m: 0)
+    with pytest.raises(ValueError, match="genotype"):
+        train(_cfg(photo_dir, tmp_path, arch="photonet", steps=2), resume=True, log=lambda m: 0)

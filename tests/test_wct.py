@@ -1,0 +1,93 @@
+import pytest
+import torch
+
+from stylenas_cli.wct import colour, style_stats, wct, whiten
+
+
+def _cov(x: torch.Tensor) -> torch.Tensor:
+    flat = x.flatten(2).double()
+    flat = flat - flat.mean(-1, keepdim=True)
+    return flat @ flat.transpose(-1, -2) / (flat.shape[-1] - 1)
+
+
+def _correlated(b, c, h, w, seed):
+    g = torch.Generator().manual_seed(seed)
+    mix = torch.randn(c, c, generator=g)
+    x = torch.randn(b, c, h * w, generator=g)
+    return (mix @ x + 3 * torch.randn(1, c, 1, generator=g)).reshape(b, c, h, w)
+
+
+def test_whitened_covariance_is_identity():
+    x = _correlated(2, 8, 16, 16, 0)
+    cov = _cov(whiten(x))
+    assert torch.allclose(cov, torch.eye(8, dtype=torch.float64).expand(2, 8, 8), atol=1e-3)
+    assert whiten(x).flatten(2).mean(-1).abs().max() < 1e-4
+
+
+def test_coloured_covariance_matches_style():
+    content = _correlated(1, 8, 20, 20, 1)
+    style = _correlated(1, 8, 12, 18, 2)
+    out = wct(content, style_stats(style))
+    assert torch.allclose(_cov(out), _cov(style), atol=1e-2 * _cov(style).abs().max())
+    assert torch.allclose(out.mean((2, 3)), style.mean((2, 3)), atol=1e-3)
+
+
+def test_alpha_zero_returns_content_and_alpha_blends():
+    content = _correlated(2, 4, 8, 8, 3)
+    stats = style_stats(_correlated(1, 4, 8, 8, 4))
+    assert torch.equal(wct(content, stats, alpha=0.0), content)
+    full = wct(content, stats, alpha=1.0)
+    half = wct(content, stats, alpha=0.5)
+    assert torch.allclose(half, 0.5 * full + 0.5 * content, atol=1e-5)
+
+
+def test_batched_equals_one_by_one():
+    content = _correlated(3, 6, 10, 10, 5)
+    stats = style_stats(_correlated(1, 6, 10, 10, 6))
+    batched = wct(content, stats)
+    single = torch.cat([wct(content[i : i + 1], stats) for i in range(3)])
+    assert torch.allclose(batched, single, atol=1e-5)
+
+
+def test_bad_inputs_raise():
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        whiten(torch.zeros(3, 4, 4))
+    stats = style_stats(torch.randn(1, 2, 4, 4))
+    with pytest.raises(ValueError, match="alpha"):
+        wct(torch.randn(1, 2, 4, 4), stats, alpha=1.5)
+    with pytest.raises(ValueError, match="one style"):
+        style_stats(torch.randn(2, 2, 4, 4))
+
+
+def test_colour_of_whitened_style_reproduces_style_statistics():
+    style = _correlated(1, 5, 16, 16, 7)
+    out = colour(whiten(style), style_stats(style)[-1])
+    assert torch.allclose(out, style, atol=1e-3)
+
+
+def test_masked_transfer_uses_same_label_statistics():
+    # Style: left half has mean +5, right half mean -5 (label 1 / label 2).
+    g = torch.Generator().manual_seed(8)
+    style = torch.randn(1, 3, 16, 16, generator=g)
+    style[..., :8] += 5.0
+    style[..., 8:] -= 5.0
+    style_labels = torch.ones(16, 16, dtype=torch.long)
+    style_labels[:, 8:] = 2
+    # Content: top half labelled 2, bottom half labelled 1.
+    content = torch.randn(1, 3, 16, 16, generator=g)
+    content_labels = torch.ones(16, 16, dtype=torch.long)
+    content_labels[:8] = 2
+    out = wct(content, style_stats(style, style_labels), labels=content_labels)
+    assert torch.allclose(out[..., :8, :].mean(), torch.tensor(-5.0), atol=0.3)
+    assert torch.allclose(out[..., 8:, :].mean(), torch.tensor(5.0), atol=0.3)
+    # Without masks everything gets the global mean (≈ 0).
+    plain = wct(content, style_stats(style))
+    assert plain[..., :8, :].mean().abs() < 2.0
+
+
+def test_label_missing_in_style_falls_back_to_whole_style():
+    style = torch.randn(1, 3, 8, 8) + 2.0
+    content = torch.randn(1, 3, 8, 8)
+    labels = torch.full((8, 8), 7, dtype=torch.long)
+    out = wct(content, style_stats(style, torch.zeros(8, 8, dtype=torch.long)), labels=labels)
+    assert torch.allclose(out.mean((2, 3)), style.mean((2, 3)), atol=1e-3)
