@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 SHARED ?= ../shared
 SKIMAGE_DATA = $$($(PY) -c 'import skimage.data, os; print(os.path.dirname(skimage.data.__file__))')
 
-.PHONY: install demo test lint contact-sheet train-photonas train-photonet clean
+.PHONY: install demo test lint contact-sheet train-photonas train-photonet train-wct5 bench bench-speed clean
 
 install: $(STAMP)
 
@@ -42,11 +42,34 @@ contact-sheet: install
 ## Long runs (hours on 2 CPU cores): resumable, checkpoint every 100 steps.
 train-photonas: install
 	$(STYLENAS) train $(SHARED)/data/train --arch photonas -o runs/photonas --resume \
-		--steps $(or $(STEPS),6000) --batch 8 --size 192 --checkpoint-every 100 --val-every 250
+		--steps $(or $(STEPS),4000) --batch 8 --size 128 --lr 2e-3 --pixel-weight 50 \
+		--levels relu1_1,relu2_1,relu3_1 --checkpoint-every 100 --val-every 250
 
 train-photonet: install
 	$(STYLENAS) train $(SHARED)/data/train --arch photonet -o runs/photonet --resume \
-		--steps $(or $(STEPS),3000) --batch 8 --size 192 --checkpoint-every 100 --val-every 250
+		--steps $(or $(STEPS),2500) --batch 8 --size 128 --lr 2e-3 --pixel-weight 50 \
+		--levels relu1_1,relu2_1,relu3_1 --checkpoint-every 100 --val-every 250
+
+train-wct5: install
+	$(STYLENAS) train $(SHARED)/data/train --arch wct5 -o runs/wct5 --resume \
+		--steps $(or $(STEPS),3000) --batch 8 --size 128 --lr 2e-3 --pixel-weight 50 \
+		--levels relu1_1,relu2_1,relu3_1 --checkpoint-every 100 --val-every 250
+
+BENCH ?= $(SHARED)/data/bench
+BENCH_ARCHS ?= photonas photonet
+# e.g. EVAL_FLAGS="--weights photonas=runs/photonas/last.pt --max-size 512"
+EVAL_FLAGS ?=
+
+## Quality vs the authors' PhotoNAS/PhotoNet, DPST and colour transfer (../shared/EVAL.md).
+bench: install
+	$(STYLENAS) eval $(BENCH)/stylenas $(foreach a,$(BENCH_ARCHS),--arch $(a)) \
+		-o runs/eval/stylenas --overwrite $(EVAL_FLAGS)
+	$(STYLENAS) eval $(BENCH)/dpst $(foreach a,$(BENCH_ARCHS),--arch $(a)) --masks \
+		-o runs/eval/dpst --overwrite $(EVAL_FLAGS)
+
+## Seconds per megapixel at 512², 1024², 2048² for each architecture and the baselines.
+bench-speed: install
+	$(STYLENAS) bench-speed --arch photonas --arch photonet --arch wct5 --sizes 512,1024,2048
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .cli_eval import bench_speed_command, eval_command
 
 DEVICE_HELP = "Where to run: auto (CUDA if available), cpu, cuda or cuda:N."
 PRECISION = click.Choice(["fp32", "fp16", "bf16"])
@@ -308,6 +309,9 @@ def train(
     if export:
         click.echo(str(export_weights(ckpt, export)))
 
+
+main.add_command(eval_command)
+main.add_command(bench_speed_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -168,8 +168,9 @@ def decoder_flops(decoder: Decoder, height: int = 512, width: int = 512) -> int:
     """FLOPs of one decoder forward (no transfers) at ``height × width``."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    device = next(decoder.parameters()).device
     feats = {
-        lv: torch.zeros(1, CHANNELS[lv], height >> k, width >> k)
+        lv: torch.zeros(1, CHANNELS[lv], height >> k, width >> k, device=device)
         for k, lv in enumerate(("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"))
     }
     with torch.no_grad(), FlopCounterMode(display=False) as counter:

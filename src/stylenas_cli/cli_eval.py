@@ -1,0 +1,296 @@
+"""``stylenas eval`` and ``stylenas bench-speed``: thin Click commands over :mod:`.evaluate`.
+
+Registered on the main group in :mod:`.cli` with ``main.add_command``. Nothing from
+:mod:`.cli` is imported at module level, so ``cli`` may import this module at its top.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import click
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
+DEVICE_HELP = "Where to run: auto (CUDA if available), cpu, cuda or cuda:N."
+PRECISION = click.Choice(["fp32", "fp16", "bf16"])
+DEFAULT_ARCHS = ("photonas",)
+SPEED_ARCHS = ("photonas", "photonet", "wct5")
+
+
+def _error(err: Exception) -> click.ClickException:
+    from .cli import StylenasError
+
+    return StylenasError(str(err))
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _jsonable(value):
+    """NaN/inf -> None, so the output is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def parse_weights(values: tuple[str, ...], archs: tuple[str, ...]) -> dict[str, Path]:
+    """``ARCH=PATH`` items -> ``{arch: path}``; a bare ``PATH`` is allowed with one ``--arch``."""
+    out: dict[str, Path] = {}
+    for value in values:
+        arch, sep, path = value.partition("=")
+        if not (sep and arch in archs):
+            if len(archs) != 1 or (sep and not Path(value).exists()):
+                raise click.BadParameter(
+                    f"{value!r}: use ARCH=PATH with ARCH one of the --arch values "
+                    f"({', '.join(archs)})",
+                    param_hint="--weights",
+                )
+            arch, path = archs[0], value
+        if arch in out:
+            raise click.BadParameter(f"two weights files for {arch}", param_hint="--weights")
+        out[arch] = Path(path)
+    return out
+
+
+@click.command("eval", context_settings=CONTEXT)
+@click.argument("pairs_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--arch",
+    "archs",
+    multiple=True,
+    default=DEFAULT_ARCHS,
+    show_default=True,
+    help="Our architecture to stylise with (repeat for several): photonas, photonet, wct5, "
+    "a 32-bit genotype or a search run's best.json.",
+)
+@click.option(
+    "--weights",
+    "weights",
+    multiple=True,
+    metavar="ARCH=PATH",
+    help="Decoder weights for one --arch (repeatable); a bare PATH with a single --arch. "
+    "Default: the shipped weights of each arch.",
+)
+@click.option(
+    "--masks/--no-masks",
+    default=True,
+    show_default=True,
+    help="Where a pair has content_seg/ and style_seg/ label maps, also stylise with them "
+    "(extra methods named '<arch>+masks').",
+)
+@click.option(
+    "--max-size",
+    type=click.IntRange(min=32),
+    default=None,
+    show_default=True,
+    help="Resize content and style so the long side is at most this; scores are taken at the "
+    "resized content's size. Default: the photos' own sizes.",
+)
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
+@click.option(
+    "--precision",
+    type=PRECISION,
+    default="fp32",
+    show_default=True,
+    help="Autocast precision of our networks' convolutions.",
+)
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Report folder (scores.csv, summary.md, contact_sheet.png, outputs/). "
+    "Default: runs/eval/<name of PAIRS_DIR>.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    show_default=True,
+    help="Only the first N pairs (by name). Default: all.",
+)
+@click.option("--overwrite", is_flag=True, show_default=True, help="Replace an earlier report.")
+@click.option("-q", "--quiet", is_flag=True, show_default=True, help="No progress on stderr.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    show_default=True,
+    help="Print the report (summary, wins, every row) as one JSON object on stdout.",
+)
+def eval_command(
+    pairs_dir,
+    archs,
+    weights,
+    masks,
+    max_size,
+    device,
+    precision,
+    out,
+    limit,
+    overwrite,
+    quiet,
+    as_json,
+) -> None:
+    """Score our networks, colour-transfer baselines and the other methods' outputs on the
+    content/style pairs in PAIRS_DIR (metrics of EVAL.md).
+
+    PAIRS_DIR holds content/ and style/ (same file names), optional content_seg/ and
+    style_seg/ label maps, and any other folder is another method's outputs for the pairs.
+    Prints the summary table (Markdown) on stdout.
+
+    \b
+    stylenas eval ../shared/data/bench/stylenas --arch photonas --arch photonet
+    stylenas eval pairs/ --arch photonas --weights runs/photonas/last.pt --max-size 512
+    """
+    from .evaluate import EvalConfig, evaluate
+
+    archs = tuple(dict.fromkeys(archs))
+    cfg = EvalConfig(
+        archs=archs,
+        weights=parse_weights(weights, archs),
+        masks=masks,
+        max_size=max_size,
+        device=device,
+        precision=precision,
+        limit=limit,
+        overwrite=overwrite,
+    )
+    out = out if out is not None else Path("runs") / "eval" / pairs_dir.resolve().name
+    console = _console()
+    try:
+        if quiet:
+            report = evaluate(pairs_dir, out, cfg)
+        else:
+            report = _with_progress(console, lambda on_pair: evaluate(pairs_dir, out, cfg, on_pair))
+    except (ValueError, FileNotFoundError, OSError) as err:
+        raise _error(err) from None
+    except (RuntimeError, MemoryError) as err:
+        if "out of memory" not in str(err).lower() and not isinstance(err, MemoryError):
+            raise
+        raise _error(RuntimeError("out of memory: try --max-size 1024 or --device cpu")) from None
+    if as_json:
+        click.echo(json.dumps(_jsonable(report.as_dict())))
+    else:
+        click.echo(report.markdown, nl=False)
+    if not quiet:
+        for key in ("csv", "markdown", "contact_sheet"):
+            console.print(f"{key}: {report.files[key]}", markup=False, highlight=False)
+
+
+def _with_progress(console, run):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (
+        TextColumn("[bold]eval"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[name]}", markup=False),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task("eval", total=None, name="loading models")
+
+        def on_pair(done: int, total: int, name: str) -> None:
+            bar.update(task, completed=done, total=total, name=name or "")
+
+        return run(on_pair)
+
+
+def _parse_sizes(ctx, param, value: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(s) for s in value.split(",") if s.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: comma-separated pixel sizes, e.g. 512,1024") from None
+    if not sizes or min(sizes) < 32:
+        raise click.BadParameter(f"{value!r}: give sizes of at least 32 px")
+    return sizes
+
+
+@click.command("bench-speed", context_settings=CONTEXT)
+@click.option(
+    "--arch",
+    "archs",
+    multiple=True,
+    default=SPEED_ARCHS,
+    show_default=True,
+    help="Architecture to time (repeatable): a name or a 32-bit genotype. Include photonet for "
+    "the ratio column.",
+)
+@click.option(
+    "--sizes",
+    default="512,1024,2048",
+    show_default=True,
+    callback=_parse_sizes,
+    help="Square image sides to time, comma-separated.",
+)
+@click.option(
+    "--repeats",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Timed runs per size after a warm-up run; the median is reported.",
+)
+@click.option(
+    "--baselines/--no-baselines",
+    default=True,
+    show_default=True,
+    help="Also time the Reinhard and histogram-matching colour transfers (CPU, numpy).",
+)
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
+@click.option(
+    "--precision",
+    type=PRECISION,
+    default="fp32",
+    show_default=True,
+    help="Autocast precision of the networks' convolutions.",
+)
+@click.option("-q", "--quiet", is_flag=True, show_default=True, help="No progress on stderr.")
+@click.option(
+    "--json", "as_json", is_flag=True, show_default=True, help="Print the rows as JSON on stdout."
+)
+def bench_speed_command(archs, sizes, repeats, baselines, device, precision, quiet, as_json):
+    """Seconds per megapixel of a whole stylisation (style statistics included) at each size,
+    for each architecture and the colour-transfer baselines, measured in one run; prints one
+    Markdown table with the ratio to photonet. Networks use freshly initialised decoders
+    (speed does not depend on the weights)."""
+    import datetime as dt
+
+    from .device import resolve_device
+    from .evaluate import bench_speed, machine_name, speed_markdown
+
+    archs = tuple(dict.fromkeys(archs))
+    console = _console()
+    try:
+        dev = resolve_device(device)
+
+        def on_step(method: str, size: int) -> None:
+            if not quiet:
+                console.print(f"timing {method} at {size}x{size}", markup=False, highlight=False)
+
+        rows = bench_speed(archs, sizes, device, precision, repeats, baselines, on_step)
+    except (ValueError, FileNotFoundError, OSError) as err:
+        raise _error(err) from None
+    meta = {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine_name(dev),
+        "precision": precision,
+        "repeats": repeats,
+    }
+    if as_json:
+        click.echo(json.dumps(_jsonable({"meta": meta, "rows": [r.as_dict() for r in rows]})))
+        return
+    click.echo(
+        f"Seconds per megapixel (median of {repeats}, warm) · {meta['date']} · "
+        f"{meta['machine']} · {precision}\n"
+    )
+    click.echo(speed_markdown(rows), nl=False)
