@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 SHARED ?= ../shared
 SKIMAGE_DATA = $$($(PY) -c 'import skimage.data, os; print(os.path.dirname(skimage.data.__file__))')
 
-.PHONY: install demo test lint contact-sheet train-photonas train-photonet train-wct5 bench bench-speed clean
+.PHONY: install demo test lint contact-sheet train-photonas train-photonet train-wct5 bench bench-speed bench-video search-demo search-demo-random prune-demo clean
 
 install: $(STAMP)
 
@@ -70,6 +70,33 @@ bench: install
 ## Seconds per megapixel at 512², 1024², 2048² for each architecture and the baselines.
 bench-speed: install
 	$(STYLENAS) bench-speed --arch photonas --arch photonet --arch wct5 --sizes 512,1024,2048
+
+## Video: CPU frames/s at the real clip's size (photonas), flicker ratio with and without
+## --stabilize, and peak memory on a synthetic 600-frame clip.
+bench-video: install
+	$(PY) scripts/bench_video.py --video $(SHARED)/data/video/mountain_2.mp4 --device cpu \
+		--long 600 $(BENCH_VIDEO_ARGS)
+
+## Architecture search on the CPU (~20-30 min each on 2 cores): population 8, 24 models, 2 workers.
+SEARCH_DEMO = --population 8 --sample 3 --budget 24 --workers 2 --image-size 64 --batch 4 \
+	--val-size 128 --val-count 4 --device cpu --train-data $(SHARED)/data/train \
+	--val-pairs $(SHARED)/data/bench/stylenas --resume
+
+search-demo: install
+	$(STYLENAS) search $(SEARCH_DEMO) --train-steps 120 -o runs/search-demo
+	$(STYLENAS) stylize $(SKIMAGE_DATA)/chelsea.png --style $(SKIMAGE_DATA)/coffee.png \
+		--arch runs/search-demo/best.json -o demo/search_chelsea_coffee.png --overwrite
+
+## The same budget and seed with random search (for the README's comparison).
+search-demo-random: install
+	$(STYLENAS) search $(SEARCH_DEMO) --train-steps 120 --strategy random -o runs/search-demo-random
+
+## Needs photonet weights: the shipped file, or TEACHER=runs/photonet/last.pt
+prune-demo: install
+	$(STYLENAS) prune $(SEARCH_DEMO) --teacher photonet $(if $(TEACHER),--teacher-weights $(TEACHER)) \
+		--train-steps 100 --final-steps 400 -o runs/prune-demo
+	$(STYLENAS) stylize $(SKIMAGE_DATA)/chelsea.png --style $(SKIMAGE_DATA)/coffee.png \
+		--arch runs/prune-demo/best.json -o demo/prune_chelsea_coffee.png --overwrite
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache

@@ -15,7 +15,12 @@ from stylenas_cli import Stylizer
 from stylenas_cli.io import atomic_write
 from stylenas_cli.model import pil_to_tensor, tensor_to_pil
 
-PAIRS = [("chelsea", "coffee"), ("astronaut", "rocket"), ("coffee", "chelsea"), ("rocket", "astronaut")]
+PAIRS = [
+    ("chelsea", "coffee"),
+    ("astronaut", "rocket"),
+    ("coffee", "chelsea"),
+    ("rocket", "astronaut"),
+]
 ARCHS = ("photonas", "photonet")
 CELL = 256
 

@@ -11,6 +11,8 @@ import click
 
 from . import __version__
 from .cli_eval import bench_speed_command, eval_command
+from .cli_search import prune_command, search_command
+from .cli_video import eval_video_command, video_command
 
 DEVICE_HELP = "Where to run: auto (CUDA if available), cpu, cuda or cuda:N."
 PRECISION = click.Choice(["fp32", "fp16", "bf16"])
@@ -194,7 +196,10 @@ def _null():
 @click.option("--steps", type=click.IntRange(min=1), default=4000, help="Optimiser steps.")
 @click.option("--batch", type=click.IntRange(min=1), default=8, help="Photos per step.")
 @click.option("--size", type=click.IntRange(min=32), default=256, help="Random crop side (px).")
-@click.option("--lr", type=float, default=1e-3, help="Peak learning rate (warm-up, cosine).")
+@click.option("--lr", type=float, default=5e-4, help="Peak learning rate (warm-up, cosine).")
+@click.option(
+    "--clip-grad", type=float, default=1.0, help="Clip the global gradient norm to this (0 = off)."
+)
 @click.option(
     "--pixel-weight",
     type=float,
@@ -240,6 +245,7 @@ def train(
     batch,
     size,
     lr,
+    clip_grad,
     pixel_weight,
     levels,
     precision,
@@ -280,6 +286,7 @@ def train(
         checkpoint_every=checkpoint_every,
         val_every=val_every,
         init=str(init) if init else None,
+        clip_grad=clip_grad,
     )
     cfg = replace(cfg, warmup=min(cfg.warmup, max(1, steps // 10)))
     set_threads()
@@ -312,6 +319,10 @@ def train(
 
 main.add_command(eval_command)
 main.add_command(bench_speed_command)
+main.add_command(video_command)
+main.add_command(eval_video_command)
+main.add_command(search_command)
+main.add_command(prune_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

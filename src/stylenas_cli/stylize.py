@@ -19,6 +19,7 @@ from .io import IMAGE_SUFFIXES, ImageError, LoadedImage, load_image, load_labels
 from .model import Stylizer
 
 MIN_SIDE = 32  # relu5_1 (1/16) needs at least 2 pixels for reflection padding
+STYLE_MAX_SIZE = 1024  # long side of the style image used for its statistics
 
 
 @dataclass
@@ -129,13 +130,14 @@ def stylize_files(
     on_result: Callable[[Result], None] = lambda r: None,
 ) -> list[Result]:
     """Stylise every content with one style; returns one :class:`Result` per content."""
-    style_img = load_image(style, cfg.max_size)
+    # WCT statistics barely change with resolution; a capped style saves GBs of memory.
+    style_img = load_image(style, min(cfg.max_size or STYLE_MAX_SIZE, STYLE_MAX_SIZE))
     if min(style_img.size) < MIN_SIDE:
         w, h = style_img.size
         raise ImageError(f"{style}: style is {w}x{h}; both sides must be >= {MIN_SIDE} px")
     style_labels = None
     if cfg.style_mask:
-        style_labels = load_labels(cfg.style_mask, _mask_size(style, cfg.max_size, style_img))
+        style_labels = load_labels(cfg.style_mask, _mask_size(style, STYLE_MAX_SIZE, style_img))
     cache = model.style_cache(style_img.rgb.to(model.device), style_labels)
     content_labels = None
     if cfg.content_mask:

@@ -37,8 +37,9 @@ class TrainConfig:
     steps: int = 4000
     batch: int = 8
     size: int = 256  # random crop side
-    lr: float = 1e-3
-    warmup: int = 100
+    lr: float = 5e-4
+    warmup: int = 200
+    clip_grad: float = 1.0  # global grad-norm clip: high rates otherwise blow up and kill ReLUs
     min_lr_ratio: float = 0.02
     pixel_weight: float = 10.0
     levels: tuple[str, ...] = LEVELS  # perceptual loss levels
@@ -219,6 +220,8 @@ def train(
                 )
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if cfg.clip_grad:
+                torch.nn.utils.clip_grad_norm_(decoder.parameters(), cfg.clip_grad)
             opt.step()
             state.step += 1
             info = {

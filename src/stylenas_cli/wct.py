@@ -31,12 +31,16 @@ def _check_feature(x: torch.Tensor, name: str) -> None:
         raise ValueError(f"{name}: expected (B, C, H, W), got {tuple(x.shape)}")
 
 
-def _cov_eig(x: torch.Tensor, ridge: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _cov_eig(
+    x: torch.Tensor, ridge: float, shrink: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``x (..., C, N)`` float64 -> mean ``(..., C, 1)``, eigenvalues, eigenvectors of cov."""
     n = x.shape[-1]
     mean = x.mean(-1, keepdim=True)
     xc = x - mean
     cov = xc @ xc.transpose(-1, -2) / max(n - 1, 1)
+    if shrink:
+        cov = (cov + shrink * torch.diag_embed(cov.diagonal(dim1=-2, dim2=-1))) / (1 + shrink)
     cov = cov + ridge * torch.eye(x.shape[-2], dtype=x.dtype, device=x.device)
     evals, evecs = torch.linalg.eigh(cov)
     return mean, evals, evecs
@@ -49,13 +53,20 @@ def _matrix_power(evals: torch.Tensor, evecs: torch.Tensor, power: float, thresh
 
 
 def whiten(
-    x: torch.Tensor, ridge: float = RIDGE, eig_threshold: float = EIG_THRESHOLD
+    x: torch.Tensor,
+    ridge: float = RIDGE,
+    eig_threshold: float = EIG_THRESHOLD,
+    shrink: float = 0.0,
 ) -> torch.Tensor:
-    """Centre and whiten each sample: ``(B, C, H, W)`` -> same shape, covariance ≈ I."""
+    """Centre and whiten each sample: ``(B, C, H, W)`` -> same shape, covariance ≈ I.
+
+    ``shrink`` > 0 whitens with ``(cov + shrink·diag(cov)) / (1 + shrink)`` instead: the
+    channel variances are still normalised but weak correlated directions are amplified
+    less (the reference code's regularisation), which avoids blotches."""
     _check_feature(x, "whiten")
     b, c, h, w = x.shape
     flat = x.reshape(b, c, h * w).double()
-    mean, evals, evecs = _cov_eig(flat, ridge)
+    mean, evals, evecs = _cov_eig(flat, ridge, shrink)
     out = _matrix_power(evals, evecs, -0.5, eig_threshold) @ (flat - mean)
     return out.reshape(b, c, h, w).to(x.dtype)
 
@@ -108,6 +119,7 @@ def wct(
     stats: dict[int, ColourStats],
     alpha: float = 1.0,
     labels: torch.Tensor | None = None,
+    shrink: float = 0.0,
 ) -> torch.Tensor:
     """Whiten each content feature and colour it with the style's statistics.
 
@@ -115,6 +127,7 @@ def wct(
         content: ``(B, C, H, W)`` content features.
         stats: from :func:`style_stats` (key ``-1`` = whole style image).
         alpha: blend, 1 = full transfer, 0 = the content feature unchanged.
+        shrink: whitening regularisation, see :func:`whiten`.
         labels: optional content label map ``(H', W')`` shared by the batch; each label's
             pixels are whitened with their own statistics and coloured with the style's
             statistics for that label (whole-style statistics if the style lacks it).
@@ -128,7 +141,7 @@ def wct(
     if alpha == 0.0:
         return content
     if labels is None:
-        out = colour(whiten(content), stats[-1])
+        out = colour(whiten(content, shrink=shrink), stats[-1])
     else:
         b, c, h, w = content.shape
         lab = resize_labels(labels, (h, w)).flatten().to(content.device)
@@ -141,6 +154,6 @@ def wct(
                 out_flat[:, :, sel] = part.squeeze(-1).double()
                 continue
             st = stats.get(label, stats[-1])
-            out_flat[:, :, sel] = colour(whiten(part), st).squeeze(-1).double()
+            out_flat[:, :, sel] = colour(whiten(part, shrink=shrink), st).squeeze(-1).double()
         out = out_flat.reshape(b, c, h, w).to(content.dtype)
     return alpha * out + (1.0 - alpha) * content

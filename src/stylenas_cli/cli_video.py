@@ -1,0 +1,332 @@
+"""``stylenas video`` and ``stylenas eval-video``: thin Click commands over video.py/temporal.py.
+
+Registered on the main group by cli.py (``main.add_command(video_command)``); they also work as
+stand-alone Click commands.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+DEVICE_HELP = "Where to run: auto (CUDA if available), cpu, cuda or cuda:N."
+CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
+
+
+def _fail(message: str) -> click.ClickException:
+    from .cli import StylenasError  # lazy: cli.py imports this module
+
+    return StylenasError(message)
+
+
+def _frames_option(ctx, param, value):
+    if value is None:
+        return (0, None)
+    from .video import parse_frames
+
+    try:
+        return parse_frames(value)
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
+
+
+def _progress_columns():
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class FpsColumn(ProgressColumn):
+        def render(self, task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:5.1f} fps" if speed else "  ... fps", style="cyan")
+
+    return (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("frames"),
+        FpsColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+
+
+@click.command("video", context_settings=CONTEXT)
+@click.argument("video", type=click.Path(path_type=Path))
+@click.option("-s", "--style", required=True, type=click.Path(path_type=Path), help="Style photo.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(),  # str: a trailing slash (= a directory) must survive
+    help="Output video or directory. Default: <stem>_stylized.<ext> beside VIDEO (same container).",
+)
+@click.option(
+    "--arch",
+    default=None,
+    help="photonas, photonet, a 32-bit genotype string or a search run's best.json. "
+    "Default: the genotype stored in --weights, else photonas.",
+)
+@click.option(
+    "--weights",
+    type=click.Path(path_type=Path),
+    help="Decoder weights file. Default: the shipped weights of --arch.",
+)
+@click.option(
+    "--alpha", type=float, default=1.0, help="Stylisation strength in [0, 1] (0 = unchanged)."
+)
+@click.option(
+    "--max-size",
+    type=click.IntRange(min=32),
+    default=None,
+    help="Resize frames so the long side is at most this (keeps aspect, even sides). "
+    "Default: the source size. The style photo is resized to the frames' long side "
+    "(at most 1024).",
+)
+@click.option(
+    "--frames",
+    "frames",
+    default=None,
+    callback=_frames_option,
+    metavar="START:END",
+    help="Only source frames START..END-1 (either may be empty: 100: or :48); the audio is "
+    "cut to match. Default: all frames.",
+)
+@click.option(
+    "--preview",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Write only the first N frames (of --frames, if given).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Frames stylised together. Default: from the device and frame size "
+    "(CUDA: what fits in half the free memory; CPU: 1-4).",
+)
+@click.option("--device", default="auto", help=DEVICE_HELP)
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "fp16", "bf16"]),
+    default="fp32",
+    help="Autocast precision of the convolutions (WCT always runs in float64).",
+)
+@click.option(
+    "--stabilize/--no-stabilize",
+    default=True,
+    help="Reduce flicker: where the input did not change, keep part of the previous output "
+    "(moving regions are left alone; reset at shot cuts).",
+)
+@click.option(
+    "--smoothing",
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    default=0.0,
+    help="With --stabilize, also average the WCT content statistics over the shot with this "
+    "weight on the past (0.9 ~ a 10-frame window; 0 = each frame's own).",
+)
+@click.option(
+    "--codec",
+    default=None,
+    help="ffmpeg video encoder (libx264, libx265, libvpx-vp9, libsvtav1...). "
+    "Default: libx264, or libvpx-vp9 for .webm.",
+)
+@click.option(
+    "--crf",
+    type=click.IntRange(0, 63),
+    default=None,
+    help="Constant rate factor (lower = better, bigger). Default: the codec's "
+    "(libx264 18, libx265 20, libvpx-vp9 31, AV1 30).",
+)
+@click.option(
+    "--flicker",
+    is_flag=True,
+    help="Also measure the flicker ratio (output vs input frame-to-frame change).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout at the end.")
+def video_command(
+    video,
+    style,
+    output,
+    arch,
+    weights,
+    alpha,
+    max_size,
+    frames,
+    preview,
+    batch_size,
+    device,
+    precision,
+    stabilize,
+    smoothing,
+    codec,
+    crf,
+    flicker,
+    overwrite,
+    quiet,
+    as_json,
+) -> None:
+    """Stylise a VIDEO with the colour and tone of a STYLE photo, keeping its frame rate,
+    size, frame count, audio and other streams.
+
+    \b
+    stylenas video clip.mp4 --style ref.jpg
+    stylenas video clip.mov -s ref.jpg -o out/ --max-size 720 --preview 48
+    """
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.progress import Progress
+
+    from .io import ImageError
+    from .model import Stylizer
+    from .video import VideoConfig, VideoError, plan_output, probe, resolve_codec, stylize_video
+    from .weights import WeightsError
+
+    if not 0.0 <= alpha <= 1.0:
+        raise click.BadParameter(f"must be between 0 and 1, got {alpha}", param_hint="--alpha")
+    cfg = VideoConfig(
+        alpha=alpha,
+        max_size=max_size,
+        batch_size=batch_size,
+        crf=crf,
+        codec=codec,
+        frames=frames,
+        preview=preview,
+        stabilize=stabilize,
+        smoothing=smoothing,
+        flicker=flicker,
+        overwrite=overwrite,
+    )
+    console = Console(stderr=True)
+    try:
+        if not style.is_file():
+            raise ImageError(f"{style}: style file not found")
+        info = probe(video)
+        dest = plan_output(video, output, overwrite)
+        resolve_codec(dest, codec)  # an unknown --codec fails before the model loads
+        model = Stylizer.from_pretrained(arch, weights, device, precision)
+        with Progress(*_progress_columns(), console=console, disable=quiet) as bar:
+            task = bar.add_task("video", total=None)
+            result = stylize_video(
+                model,
+                video,
+                dest,
+                style,
+                cfg,
+                info=info,
+                on_start=lambda total: bar.update(task, total=total),
+                on_frame=lambda: bar.advance(task),
+            )
+            bar.update(task, total=result.frames, completed=result.frames)
+    except KeyboardInterrupt:
+        click.echo("error: interrupted; no output written", err=True)
+        sys.exit(130)
+    except (VideoError, ImageError, WeightsError, ValueError, OSError) as err:
+        raise _fail(str(err)) from None
+    if as_json:
+        click.echo(json.dumps(result.as_dict()))
+    if not quiet:
+        line = (
+            f"{escape(str(result.output))}  [dim]{result.frames} frames {result.width}x"
+            f"{result.height} @ {float(result.video_fps):.3g} fps in {result.seconds:.1f}s "
+            f"({result.fps:.2f} fps, {result.device}, batch {result.batch_size})[/]"
+        )
+        if result.flicker is not None:
+            line += f"  flicker ratio {_fmt(result.flicker['flicker_ratio'])}"
+        console.print(line)
+        for note in result.notes:
+            console.print(f"[dim]note: {escape(note)}[/]")
+
+
+def _fmt(x) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+@click.command("eval-video", context_settings=CONTEXT)
+@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("stylized", type=click.Path(path_type=Path))
+@click.option(
+    "--frames",
+    "frames",
+    default=None,
+    callback=_frames_option,
+    metavar="START:END",
+    help="The source frames STYLIZED was made from (as given to 'stylenas video --frames'). "
+    "Default: from the first frame.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the metrics as one JSON object on stdout."
+)
+def eval_video_command(source, stylized, frames, as_json) -> None:
+    """Temporal stability of STYLIZED against its SOURCE video.
+
+    \b
+    flicker ratio: mean |out_t - out_t-1| / mean |in_t - in_t-1| (1.0 = as stable as the source)
+    warp error:    change motion does not explain (needs OpenCV: pip install opencv-python-headless)
+    """
+    from .temporal import FlickerMeter, WarpErrorMeter, has_flow
+    from .video import VideoError, probe, read_frames
+
+    try:
+        src, out = probe(source), probe(stylized)
+        start = frames[0]
+        if start >= src.expected_frames:
+            raise VideoError(f"--frames starts at {start} but {source} has {src.frames} frames")
+        flicker = FlickerMeter()
+        warp = WarpErrorMeter() if has_flow() else None
+        available = src.expected_frames - start
+        if frames[1] is not None:
+            available = min(available, frames[1] - start)
+        ins = read_frames(src, start, available, (out.width, out.height))
+        outs = read_frames(out)
+        n = 0
+        for a, b in zip(ins, outs, strict=False):
+            flicker.update(a, b)
+            if warp is not None:
+                warp.update(a, b)
+            n += 1
+        ins.close()
+        outs.close()
+    except KeyboardInterrupt:
+        click.echo("error: interrupted", err=True)
+        sys.exit(130)
+    except (VideoError, ValueError, OSError) as err:
+        raise _fail(str(err)) from None
+    if flicker.pairs == 0:
+        raise _fail(f"{stylized}: fewer than two frames to compare")
+    report = {"source": str(source), "stylized": str(stylized), "frames": n}
+    report |= flicker.as_dict()
+    report |= warp.as_dict() if warp is not None else {"warp_error": None}
+    if out.expected_frames != available:
+        report["note"] = (
+            f"frame counts differ (source {available} from frame {start}, stylized "
+            f"{out.expected_frames}): compared the first {n}"
+        )
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    click.echo(
+        f"flicker ratio  {_fmt(report['flicker_ratio'])}  (output change "
+        f"{report['output_change']:.4f} / input change {report['input_change']:.4f}, "
+        f"{flicker.pairs} frame pairs; 1.0 = as stable as the source)"
+    )
+    if warp is not None:
+        click.echo(
+            f"warp error     {_fmt(report['warp_error'])}  (input "
+            f"{_fmt(report['warp_error_input'])}; DIS optical flow)"
+        )
+    else:
+        click.echo("warp error     n/a (needs OpenCV: pip install opencv-python-headless)")
+    if "note" in report:
+        click.echo(f"note: {report['note']}", err=True)

@@ -1,0 +1,469 @@
+"""The real objectives of the searches (SPEC §5): what ``evaluate(genotype)`` means.
+
+**StyleNAS** (:class:`StyleNASObjective`): a candidate decoder is trained briefly for
+reconstruction, then measured on
+
+- ``recon``: reconstruction loss on held-aside photos (the training loss: weighted pixel MSE +
+  mean feature MSE over the five VGG levels);
+- ``gram``: stylisation Gram loss to the style on validation pairs (per level
+  ``‖G_out − G_style‖² / ‖G_style‖²``, mean over relu1_1…relu5_1);
+- ``dssim``: ``1 − SSIM`` between the grayscale content and the grayscale output;
+- ``params_m`` (millions), ``gflops`` (one decoder pass at 512×512) and ``sec_per_mp``
+  (measured stylisation seconds per megapixel at the validation size).
+
+``quality`` is the weighted sum of the three quality terms (the y axis of the Pareto plot)
+and the fitness adds the weighted cost terms.
+
+**PhotoNAS P-step** (:class:`PStepObjective`): the teacher stylises the validation pairs once
+(:func:`prepare_pstep`); each student (a sub-network of the teacher) is warm-started from the
+teacher's weights where layers match, trained briefly and scored by
+``0.8·L_r + 0.1·L_p + 0.1·L_m`` (:func:`pstep_score`) against the teacher's outputs.
+
+Objectives are plain picklable dataclasses so they run in worker processes or as Ray tasks;
+the validation data is computed once per run into ``<run>/validation.pt`` and every worker
+reads that file, so all candidates see exactly the same inputs. A genotype's training is
+seeded from ``(seed, genotype)``: the same candidate scores the same in any worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .decoder import Decoder, count_parameters, decoder_flops
+from .device import resolve_device
+from .encoder import LEVELS
+from .genotype import N_BITS, Genotype
+from .io import IMAGE_SUFFIXES, atomic_write
+from .model import Stylizer
+from .search import Scores, scalarise
+from .train import (
+    TrainConfig,
+    export_weights,
+    list_images,
+    lr_factor,
+    reconstruction_loss,
+    split_holdout,
+    train,
+    val_images,
+    warm_start,
+)
+
+VALIDATION = "validation.pt"
+CANDIDATES = "candidates"
+
+STYLENAS_QUALITY = ("recon", "gram", "dssim")
+STYLENAS_WEIGHTS = {
+    "recon": 1.0,
+    "gram": 1.0,
+    "dssim": 1.0,
+    "gflops": 0.001,  # photonas ≈ 73, photonet ≈ 240 GFLOPs at 512×512
+    "params_m": 0.0,
+    "sec_per_mp": 0.0,  # measured time is noisy with parallel workers: off by default
+}
+PSTEP_WEIGHTS = {"l_r": 0.8, "l_p": 0.1, "l_m": 0.1}  # SPEC §5
+
+
+# --- data ---------------------------------------------------------------------------------
+
+
+def find_pairs(folder: str | Path) -> list[tuple[Path, Path]]:
+    """``folder/content/X.*`` with ``folder/style/X.*`` (same stem), sorted by name."""
+    folder = Path(folder)
+
+    def photos(sub: str) -> dict[str, Path]:
+        d = folder / sub
+        if not d.is_dir():
+            return {}
+        return {p.stem: p for p in sorted(d.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+
+    contents, styles = photos("content"), photos("style")
+    pairs = [(contents[k], styles[k]) for k in sorted(contents) if k in styles]
+    if not pairs:
+        raise FileNotFoundError(
+            f"no validation pairs in {folder}: it needs content/ and style/ subfolders "
+            "holding photos with the same names"
+        )
+    return pairs
+
+
+def spread(items: list, count: int) -> list:
+    """``count`` items evenly spread over ``items`` (all of them if fewer)."""
+    if count >= len(items):
+        return list(items)
+    return [items[round(k * (len(items) - 1) / max(1, count - 1))] for k in range(count)]
+
+
+def _save_validation(path: Path, payload: dict) -> Path:
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def prepare_stylenas(
+    run_dir: str | Path,
+    train_data: str | Path,
+    pairs: str | Path,
+    photos: int,
+    n_pairs: int,
+    size: int,
+) -> Path:
+    """Write ``<run>/validation.pt`` once: held-aside training photos and validation pairs,
+    centre-cropped to ``size``. An existing file is reused (a resumed run)."""
+    path = Path(run_dir) / VALIDATION
+    key = {"train": str(train_data), "pairs": str(pairs), "n": [photos, n_pairs], "size": size}
+    if _is_current(path, key):
+        return path
+    held = spread(split_holdout(list_images(train_data))[1], photos)
+    chosen = spread(find_pairs(pairs), n_pairs)
+    payload = {
+        "photos": val_images(held, size),
+        "contents": val_images([c for c, _ in chosen], size),
+        "styles": val_images([s for _, s in chosen], size),
+        "names": [c.stem for c, _ in chosen],
+        "key": key,
+    }
+    return _save_validation(path, payload)
+
+
+def _is_current(path: Path, key: dict) -> bool:
+    """``path`` exists and was made with the same settings (a resumed run reuses it)."""
+    return path.exists() and torch.load(path, weights_only=True).get("key") == key
+
+
+@torch.no_grad()
+def prepare_pstep(
+    run_dir: str | Path,
+    pairs: str | Path,
+    n_pairs: int,
+    size: int,
+    teacher: Stylizer,
+    teacher_id: str = "",
+) -> Path:
+    """Write ``<run>/validation.pt`` once: the pairs and the teacher's stylisations of them
+    (also saved as ``<run>/teacher/<name>.png`` to look at). ``teacher_id`` names the
+    teacher's weights: a different teacher recomputes the file."""
+    from .model import tensor_to_pil
+
+    path = Path(run_dir) / VALIDATION
+    key = {"pairs": str(pairs), "n": n_pairs, "size": size, "teacher": teacher_id}
+    if _is_current(path, key):
+        return path
+    chosen = spread(find_pairs(pairs), n_pairs)
+    contents = val_images([c for c, _ in chosen], size)
+    styles = val_images([s for _, s in chosen], size)
+    teacher.eval()
+    outs = torch.cat([teacher.stylize(c[None], s[None]).cpu() for c, s in zip(contents, styles)])
+    (Path(run_dir) / "teacher").mkdir(parents=True, exist_ok=True)
+    for (c, _), out in zip(chosen, outs):
+        tensor_to_pil(out).save(Path(run_dir) / "teacher" / f"{c.stem}.png")
+    payload = {
+        "contents": contents,
+        "styles": styles,
+        "teacher": outs,
+        "teacher_genotype": str(teacher.genotype),
+        "names": [c.stem for c, _ in chosen],
+        "key": key,
+    }
+    return _save_validation(path, payload)
+
+
+def _validation(path: Path) -> dict:
+    return _load_validation(str(path), path.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=2)
+def _load_validation(path: str, mtime_ns: int) -> dict:  # once per process and version
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@lru_cache(maxsize=2)
+def photo_bank(folder: str, size: int) -> tuple[torch.Tensor, ...]:
+    """The training photos of ``folder`` (hold-out excluded) as uint8 ``(3, H, W)``, shrunk
+    so the short side is at most ``2·size`` (crops are resized to ``size`` anyway). Loaded
+    once per process."""
+    bank = []
+    for f in split_holdout(list_images(folder))[0]:
+        with Image.open(f) as img:
+            img.draft("RGB", (2 * size, 2 * size))  # JPEG: decode at a reduced scale
+            img = img.convert("RGB")
+            scale = 2 * size / min(img.size)
+            if scale < 1:
+                img = img.resize(
+                    (max(1, round(img.width * scale)), max(1, round(img.height * scale))),
+                    Image.Resampling.BILINEAR,
+                )
+            bank.append(torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1))  # (3, H, W)
+    return tuple(bank)
+
+
+# --- pieces of the objectives -------------------------------------------------------------
+
+
+def derive_seed(seed: int, genotype: Genotype | str) -> int:
+    """A seed for one candidate from the run's seed and the genotype alone."""
+    digest = hashlib.sha256(f"{seed}:{genotype}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def gram(x: torch.Tensor) -> torch.Tensor:
+    """``(B, C, H, W)`` -> Gram matrices ``F Fᵀ / (H·W)``, ``(B, C, C)``."""
+    f = x.flatten(2).float()  # (B, C, H*W)
+    return f @ f.transpose(1, 2) / f.shape[-1]
+
+
+def gram_loss(out: dict[str, torch.Tensor], style: dict[str, torch.Tensor]) -> float:
+    """Mean over levels of ``‖G_out − G_style‖²_F / ‖G_style‖²_F`` (0 = same statistics)."""
+    per = []
+    for level in style:
+        g_out, g_style = gram(out[level]), gram(style[level])
+        per.append(((g_out - g_style) ** 2).sum() / (g_style**2).sum().clamp_min(1e-12))
+    return float(torch.stack(per).mean())
+
+
+def gray_ssim(a: torch.Tensor, b: torch.Tensor) -> float:
+    """SSIM (scikit-image, ``data_range=1``) of two ``(3, H, W)`` images in grayscale."""
+    from skimage.color import rgb2gray
+    from skimage.metrics import structural_similarity
+
+    ga, gb = (
+        rgb2gray(t.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()) for t in (a, b)
+    )
+    return float(structural_similarity(ga, gb, data_range=1.0))
+
+
+def pstep_score(l_r: float, l_p: float, l_m: float, weights: dict[str, float] = PSTEP_WEIGHTS):
+    """PhotoNAS P-step score ``0.8·L_r + 0.1·L_p + 0.1·L_m`` (lower is better)."""
+    return scalarise({"l_r": l_r, "l_p": l_p, "l_m": l_m}, weights)
+
+
+@lru_cache(maxsize=256)
+def gflops(genotype: Genotype) -> float:
+    """Decoder GFLOPs at 512×512, counted at 64×64 on the CPU (conv FLOPs scale exactly
+    with the pixel count: every level is an exact power-of-two division of both sizes)."""
+    return decoder_flops(Decoder(genotype), 64, 64) * 64 / 1e9
+
+
+def _amp(device: torch.device):
+    enabled = device.type == "cuda"
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+@dataclass
+class TrainSettings:
+    """The short reconstruction training every candidate gets (and the final one)."""
+
+    data: str  # folder of training photos
+    steps: int = 100
+    batch: int = 4
+    size: int = 64  # random crop side
+    lr: float = 2e-3  # peak; warm-up then cosine, as `stylenas train`
+    pixel_weight: float = 10.0
+    device: str = "cpu"
+    threads: int = 0  # torch intra-op threads in each worker (0: leave as is)
+
+
+def short_train(st: Stylizer, cfg: TrainSettings, seed: int) -> float:
+    """Train ``st.decoder`` for reconstruction (encoder frozen, no WCT); returns the mean
+    loss of the last steps."""
+    from torchvision.transforms import v2
+
+    device = st.device
+    photos = photo_bank(cfg.data, cfg.size)
+    rng = random.Random(seed)
+    crop = v2.Compose(
+        [
+            v2.RandomResizedCrop(cfg.size, scale=(0.25, 1.0), antialias=True),
+            v2.RandomHorizontalFlip(),
+        ]
+    )
+    schedule = TrainConfig(data="", steps=cfg.steps, warmup=max(1, cfg.steps // 10), lr=cfg.lr)
+    opt = torch.optim.Adam(st.decoder.parameters(), lr=cfg.lr)
+    st.decoder.train()
+    losses = []
+    for step in range(cfg.steps):
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * lr_factor(step, schedule)
+        picks = [photos[rng.randrange(len(photos))] for _ in range(cfg.batch)]
+        img = torch.stack([crop(p) for p in picks]).float().div(255).to(device)  # (B, 3, S, S)
+        with _amp(device):
+            with torch.no_grad():
+                feats = st.encoder(img)
+            loss, _ = reconstruction_loss(
+                st.decoder(feats), img, st.encoder, feats, cfg.pixel_weight, LEVELS
+            )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    st.decoder.eval()
+    tail = losses[-max(1, len(losses) // 5) :]
+    return sum(tail) / len(tail) if tail else float("nan")
+
+
+@torch.no_grad()
+def _stylize_all(st: Stylizer, v: dict) -> tuple[torch.Tensor, float]:
+    """Stylise every validation pair: ``(N, 3, S, S)`` outputs and seconds per megapixel."""
+    outs, seconds = [], 0.0
+    for c, s in zip(v["contents"], v["styles"]):
+        t0 = time.perf_counter()
+        outs.append(st.stylize(c[None], s[None]).cpu())
+        seconds += time.perf_counter() - t0
+    out = torch.cat(outs)
+    megapixels = out.shape[0] * out.shape[-1] * out.shape[-2] / 1e6
+    return out, seconds / megapixels
+
+
+@dataclass
+class _Objective:
+    """Train a candidate briefly, then :meth:`measure` it. Picklable."""
+
+    run_dir: str  # holds validation.pt; candidate decoders go to <run>/candidates/
+    train: TrainSettings
+    weights: dict[str, float]
+    seed: int = 0
+    init: str | None = None  # warm-start every candidate from these weights (matching layers)
+
+    @property
+    def validation(self) -> dict:
+        return _validation(Path(self.run_dir) / VALIDATION)
+
+    def __call__(self, genotype: Genotype) -> Scores:
+        if self.train.threads:
+            torch.set_num_threads(self.train.threads)
+        seed = derive_seed(self.seed, genotype)
+        torch.manual_seed(seed)
+        st = Stylizer(genotype).to(resolve_device(self.train.device))
+        if self.init:
+            warm_start(st.decoder, self.init)
+        t0 = time.perf_counter()
+        loss = short_train(st, self.train, seed)
+        train_seconds = time.perf_counter() - t0
+        objectives = self.measure(st)
+        checkpoint = Path(CANDIDATES) / f"{genotype}.pt"
+        state = {k: v.detach().half().cpu() for k, v in st.decoder.state_dict().items()}
+        payload = {"genotype": str(genotype), "state_dict": state, "step": self.train.steps}
+        atomic_write(Path(self.run_dir) / checkpoint, lambda tmp: torch.save(payload, tmp))
+        info = {"train_seconds": round(train_seconds, 3), "train_loss": loss}
+        return Scores.of(objectives, self.weights, checkpoint=str(checkpoint), **info)
+
+    def measure(self, st: Stylizer) -> dict[str, float]:
+        raise NotImplementedError
+
+    def _cost(self, st: Stylizer, sec_per_mp: float) -> dict[str, float]:
+        return {
+            "params_m": count_parameters(st.decoder) / 1e6,
+            "gflops": gflops(st.genotype),
+            "sec_per_mp": sec_per_mp,
+        }
+
+
+@dataclass
+class StyleNASObjective(_Objective):
+    """StyleNAS: reconstruction, stylisation and cost objectives (module docstring)."""
+
+    weights: dict[str, float] = field(default_factory=lambda: dict(STYLENAS_WEIGHTS))
+
+    @torch.no_grad()
+    def measure(self, st: Stylizer) -> dict[str, float]:
+        v = self.validation
+        photos = v["photos"].to(st.device)
+        feats = st.encoder(photos)
+        recon, _ = reconstruction_loss(
+            st.decoder(feats).float(), photos, st.encoder, feats, self.train.pixel_weight, LEVELS
+        )
+        outs, sec_per_mp = _stylize_all(st, v)
+        grams, ssims = [], []
+        for c, s, out in zip(v["contents"], v["styles"], outs):
+            enc = st.encoder(torch.stack([out, s]).to(st.device))
+            grams.append(
+                gram_loss({k: f[:1] for k, f in enc.items()}, {k: f[1:] for k, f in enc.items()})
+            )
+            ssims.append(gray_ssim(c, out))
+        objectives = {
+            "recon": float(recon),
+            "gram": sum(grams) / len(grams),
+            "dssim": 1.0 - sum(ssims) / len(ssims),
+            **self._cost(st, sec_per_mp),
+        }
+        quality = {k: self.weights.get(k, 0.0) for k in STYLENAS_QUALITY}
+        objectives["quality"] = scalarise(objectives, quality)
+        return objectives
+
+
+@dataclass
+class PStepObjective(_Objective):
+    """PhotoNAS P-step: distance of a student's stylisations to the teacher's."""
+
+    weights: dict[str, float] = field(default_factory=lambda: dict(PSTEP_WEIGHTS))
+
+    @torch.no_grad()
+    def measure(self, st: Stylizer) -> dict[str, float]:
+        v = self.validation
+        outs, sec_per_mp = _stylize_all(st, v)
+        teacher = v["teacher"]
+        l_r = float(F.mse_loss(outs, teacher))
+        a, b = st.encoder(outs.to(st.device)), st.encoder(teacher.to(st.device))
+        l_p = float(torch.stack([F.mse_loss(a[k], b[k]) for k in LEVELS]).mean())
+        l_m = st.genotype.n_on / N_BITS
+        objectives = {"l_r": l_r, "l_p": l_p, "l_m": l_m, **self._cost(st, sec_per_mp)}
+        w = self.weights
+        objectives["quality"] = w.get("l_r", 0.0) * l_r + w.get("l_p", 0.0) * l_p
+        return objectives
+
+
+# --- the winner ---------------------------------------------------------------------------
+
+
+def train_winner(
+    objective: _Objective,
+    genotype: Genotype,
+    steps: int,
+    log=print,
+    on_step=None,
+) -> tuple[Path, dict[str, float], float]:
+    """Train the winner ``steps`` more steps (``stylenas train``'s loop, resumable in
+    ``<run>/final``) from its candidate decoder, export ``<run>/winner.pt`` (fp16) and
+    measure it again. Returns (weights file, objectives, training seconds)."""
+    run_dir = Path(objective.run_dir)
+    out = run_dir / "final"
+    last = out / "last.pt"
+    if last.exists():
+        held = torch.load(last, map_location="cpu", weights_only=False)["genotype"]
+        if held != str(genotype):  # the winner changed since (a longer resumed search)
+            last.unlink()
+    start = run_dir / CANDIDATES / f"{genotype}.pt"
+    init = start if start.exists() else objective.init
+    t = objective.train
+    device = resolve_device(t.device)
+    cfg = TrainConfig(
+        data=t.data,
+        arch=str(genotype),
+        out=str(out),
+        steps=steps,
+        batch=t.batch,
+        size=t.size,
+        lr=t.lr,
+        warmup=max(1, min(100, steps // 10)),
+        pixel_weight=t.pixel_weight,
+        precision="bf16" if device.type == "cuda" else "fp32",
+        device=t.device,
+        seed=derive_seed(objective.seed, genotype),
+        checkpoint_every=max(1, min(100, steps)),
+        val_every=steps,
+        val_size=t.size,
+        init=str(init) if init else None,
+    )
+    t0 = time.perf_counter()
+    ckpt = train(cfg, resume=last.exists(), on_step=on_step, log=log)
+    seconds = time.perf_counter() - t0
+    dest = export_weights(ckpt, run_dir / "winner.pt")
+    st = Stylizer.from_pretrained(str(genotype), dest, t.device)
+    return dest, objective.measure(st), seconds
