@@ -1,0 +1,69 @@
+"""The shipped decoders: integrity, reconstruction and stylisation quality guards.
+
+Thresholds sit well below the figures measured for the shipped files (weights/MODEL_CARD.md)
+so that they catch a broken checkpoint (e.g. a dead decoder path: colour stops transferring)
+without being flaky.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from skimage import data
+
+from stylenas_cli import Stylizer
+from stylenas_cli.io import load_image
+from stylenas_cli.metrics import gain, lab_w1, ssim
+from stylenas_cli.train import psnr
+from stylenas_cli.weights import REGISTRY, verified_path
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "bench" / "stylenas"
+ARCHS = sorted(REGISTRY)
+
+
+@pytest.fixture(scope="module", params=ARCHS)
+def model(request):
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    return Stylizer.from_pretrained(request.param, device="cpu")
+
+
+def _photo(name: str, side: int = 192) -> torch.Tensor:
+    t = torch.from_numpy(getattr(data, name)()).permute(2, 0, 1)[None].float() / 255.0
+    return F.interpolate(t, size=(side, side), mode="bilinear", antialias=True)
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t[0].permute(1, 2, 0).numpy()
+
+
+def test_registry_files_verify():
+    for name in ARCHS:
+        path = verified_path(REGISTRY[name])
+        assert path.stat().st_size < 100 * 2**20
+
+
+def test_reconstructs_sample_photos(model):
+    img = torch.cat([_photo("astronaut"), _photo("coffee"), _photo("chelsea")])
+    assert psnr(model.reconstruct(img), img) > 20.0
+
+
+def test_transfers_colour_and_keeps_structure_on_sample_photos(model):
+    content, style = _photo("chelsea"), _photo("coffee")
+    out = model.stylize(content, style)
+    c, s, o = _np(content), _np(style), _np(out)
+    assert gain(lab_w1(o, s), lab_w1(c, s)) > 0.2
+    assert ssim(c, o) > 0.5
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data (dev pairs) not present")
+def test_dev_pairs_quality(model):
+    ssims, gains = [], []
+    for name in ("00", "02", "05"):
+        c = load_image(SHARED / "content" / f"{name}.jpg", 256).rgb
+        s = load_image(SHARED / "style" / f"{name}.jpg", 256).rgb
+        o = model.stylize(c, s)
+        ssims.append(ssim(_np(c), _np(o)))
+        gains.append(gain(lab_w1(_np(o), _np(s)), lab_w1(_np(c), _np(s))))
+    assert np.mean(ssims) > 0.6 and np.mean(gains) > 0.3, (ssims, gains)
