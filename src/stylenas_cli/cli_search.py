@@ -95,7 +95,7 @@ _common = _options(
         help="Training crop side (px).",
     ),
     click.option("--batch", type=click.IntRange(min=1), default=4, help="Photos per step."),
-    click.option("--lr", type=float, default=2e-3, help="Peak learning rate (warm-up, cosine)."),
+    click.option("--lr", type=float, default=5e-4, help="Peak learning rate (warm-up, cosine)."),
     click.option(
         "--workers",
         type=click.IntRange(min=1),

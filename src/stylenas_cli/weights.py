@@ -50,7 +50,7 @@ register(
         "photonas",
         NAMED["photonas"],
         "photonas.pt",
-        "PENDING",
+        "deb6ae41c8366db6372c414857e062e3407b6434587c3c1de94412c767b6f84b",
         "PhotoNAS decoder trained for reconstruction on shared/data/train (see MODEL_CARD.md)",
     )
 )
@@ -59,7 +59,7 @@ register(
         "photonet",
         NAMED["photonet"],
         "photonet.pt",
-        "PENDING",
+        "41e5f3c6d68e3785e6c07d437c336bfa734ab629c14da9bce665cd30edd918d0",
         "PhotoNet (dense teacher) decoder trained for reconstruction (see MODEL_CARD.md)",
     )
 )
