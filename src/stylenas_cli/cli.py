@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from . import __version__
+from ._cli_options import arch_option, weights_option
 from .cli_eval import bench_speed_command, eval_command
 from .cli_search import prune_command, search_command
 from .cli_video import eval_video_command, video_command
@@ -56,17 +57,8 @@ def main() -> None:
     help="Output file (one content) or directory. Default: <stem>_stylized.<ext> "
     "beside each content.",
 )
-@click.option(
-    "--arch",
-    default=None,
-    help="photonas, photonet, a 32-bit genotype string or a search run's best.json. "
-    "Default: the genotype stored in --weights, else photonas.",
-)
-@click.option(
-    "--weights",
-    type=click.Path(path_type=Path),
-    help="Decoder weights file. Default: the shipped weights of --arch.",
-)
+@arch_option
+@weights_option
 @click.option(
     "--alpha",
     type=float,

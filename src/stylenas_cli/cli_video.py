@@ -12,6 +12,8 @@ from pathlib import Path
 
 import click
 
+from ._cli_options import arch_option, weights_option
+
 DEVICE_HELP = "Where to run: auto (CUDA if available), cpu, cuda or cuda:N."
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
 
@@ -70,17 +72,8 @@ def _progress_columns():
     type=click.Path(),  # str: a trailing slash (= a directory) must survive
     help="Output video or directory. Default: <stem>_stylized.<ext> beside VIDEO (same container).",
 )
-@click.option(
-    "--arch",
-    default=None,
-    help="photonas, photonet, a 32-bit genotype string or a search run's best.json. "
-    "Default: the genotype stored in --weights, else photonas.",
-)
-@click.option(
-    "--weights",
-    type=click.Path(path_type=Path),
-    help="Decoder weights file. Default: the shipped weights of --arch.",
-)
+@arch_option
+@weights_option
 @click.option(
     "--alpha", type=float, default=1.0, help="Stylisation strength in [0, 1] (0 = unchanged)."
 )
