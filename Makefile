@@ -39,20 +39,21 @@ lint: install
 contact-sheet: install
 	$(PY) scripts/contact_sheet.py docs/contact_sheet.jpg
 
-## Long runs (hours on 2 CPU cores): resumable, checkpoint every 100 steps.
+## Long runs (hours on 2 CPU cores): resumable, checkpoint every 100 steps. lr 2e-3 kills
+## ReLU paths of the deep decoders; photonet needs 2e-4.
 train-photonas: install
 	$(STYLENAS) train $(SHARED)/data/train --arch photonas -o runs/photonas --resume \
-		--steps $(or $(STEPS),4000) --batch 8 --size 128 --lr 2e-3 --pixel-weight 50 \
+		--steps $(or $(STEPS),4000) --batch 8 --size 128 --lr 5e-4 --pixel-weight 50 \
 		--levels relu1_1,relu2_1,relu3_1 --checkpoint-every 100 --val-every 250
 
 train-photonet: install
 	$(STYLENAS) train $(SHARED)/data/train --arch photonet -o runs/photonet --resume \
-		--steps $(or $(STEPS),2500) --batch 8 --size 128 --lr 2e-3 --pixel-weight 50 \
+		--steps $(or $(STEPS),4000) --batch 8 --size 128 --lr 2e-4 --pixel-weight 50 \
 		--levels relu1_1,relu2_1,relu3_1 --checkpoint-every 100 --val-every 250
 
 train-wct5: install
 	$(STYLENAS) train $(SHARED)/data/train --arch wct5 -o runs/wct5 --resume \
-		--steps $(or $(STEPS),3000) --batch 8 --size 128 --lr 2e-3 --pixel-weight 50 \
+		--steps $(or $(STEPS),3000) --batch 8 --size 128 --lr 5e-4 --pixel-weight 50 \
 		--levels relu1_1,relu2_1,relu3_1 --checkpoint-every 100 --val-every 250
 
 BENCH ?= $(SHARED)/data/bench
