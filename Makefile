@@ -57,7 +57,7 @@ train-wct5: install
 		--levels relu1_1,relu2_1,relu3_1 --checkpoint-every 100 --val-every 250
 
 BENCH ?= $(SHARED)/data/bench
-BENCH_ARCHS ?= photonas photonet
+BENCH_ARCHS ?= photonas photonet wct5
 # e.g. EVAL_FLAGS="--weights photonas=runs/photonas/last.pt --max-size 512"
 EVAL_FLAGS ?=
 

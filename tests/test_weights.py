@@ -185,8 +185,10 @@ def test_unknown_arch(weights_file):
 
 
 def test_no_shipped_weights_for_genotype(weights_dir):
+    unshipped = NAMED["photonas"].flip(0)
+    assert all(entry.genotype != unshipped for entry in weights.REGISTRY.values())
     with pytest.raises(WeightsError, match="no shipped weights.*--weights"):
-        resolve_arch_and_weights("wct5", None)
+        resolve_arch_and_weights(str(unshipped), None)
 
 
 def test_best_json_resolves_its_checkpoint(tmp_path):

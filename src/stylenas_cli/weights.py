@@ -31,6 +31,9 @@ class Weights:
     file: str
     sha256: str
     description: str = ""
+    # A reference point for benchmarks (e.g. the single-level WCT auto-encoder), not a
+    # photorealistic decoder users should pick.
+    baseline: bool = False
 
     @property
     def path(self) -> Path:
@@ -50,7 +53,7 @@ register(
         "photonas",
         NAMED["photonas"],
         "photonas.pt",
-        "deb6ae41c8366db6372c414857e062e3407b6434587c3c1de94412c767b6f84b",
+        "5cb1fbb207ef0680e91fb69018220ad860a1ef02462fcf1bdd1fa5e5e948c21a",
         "PhotoNAS decoder trained for reconstruction on shared/data/train (see MODEL_CARD.md)",
     )
 )
