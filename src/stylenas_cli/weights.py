@@ -66,6 +66,16 @@ register(
         "PhotoNet (dense teacher) decoder trained for reconstruction (see MODEL_CARD.md)",
     )
 )
+register(
+    Weights(
+        "wct5",
+        NAMED["wct5"],
+        "wct5.pt",
+        "32fabf7dcd465c6f516c789fc352f261772523203becc50697683a1b160947f0",
+        "single-level WCT auto-encoder (relu5_1 only, no skips): a benchmark baseline",
+        baseline=True,
+    )
+)
 
 
 def weights_dir() -> Path:
