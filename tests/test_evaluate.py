@@ -157,6 +157,19 @@ def test_evaluate_with_masks_adds_masked_variants(tmp_path, weights_file):
     assert [m.name for m in report.methods] == [OURS, "other"]
 
 
+def test_evaluate_accepts_masks_off_by_rounding_only(tmp_path, weights_file):
+    # DPST's published pair 07 has a 700x393 mask for a 700x394 photo.
+    root = make_pairs(tmp_path / "p", names=("a",), masks=True)
+    write_labels(root / "content_seg" / "a.png", (SIZE[0], SIZE[1] - 1))
+    cfg = EvalConfig(weights={"photonas": weights_file}, baselines=(), gram_size=64)
+    report = evaluate(root, tmp_path / "r", cfg)
+    assert (OURS + "+masks", "a") in {(r["method"], r["pair"]) for r in report.rows}
+
+    write_labels(root / "content_seg" / "a.png", (SIZE[0] // 2, SIZE[1] // 2))
+    with pytest.raises(EvalError, match=r"mask is 32x24 but its image is 64x48"):
+        evaluate(root, tmp_path / "r2", cfg)
+
+
 def test_evaluate_refuses_to_overwrite_a_report(pairs, tmp_path, weights_file):
     out = tmp_path / "report"
     out.mkdir()
