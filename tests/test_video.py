@@ -193,6 +193,29 @@ def test_output_has_the_frame_count_rate_and_size_of_the_input(tmp_path, clips, 
     assert np.abs(frames_out[0].astype(int) - frames_in[0]).mean() > 5
 
 
+REAL_CLIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "video" / "mountain_2.mp4"
+
+
+@pytest.mark.skipif(not REAL_CLIP.is_file(), reason="../shared/data/video not present")
+def test_real_clip_keeps_its_frames_rate_and_size(tmp_path, run_video, monkeypatch):
+    """The issue's command on the real clip, with the network swapped for a colour inversion
+    (stylising 50 frames of 1024x436 takes minutes on CPU; the model is tested elsewhere):
+    every frame comes out, in order, at the source's rate and size."""
+    from stylenas_cli.model import Stylizer
+
+    monkeypatch.setattr(Stylizer, "stylize", lambda self, x, cache, alpha=1.0, **kw: 1.0 - x)
+    out = tmp_path / "mountain_2_stylized.mp4"
+    result = run_video(REAL_CLIP, "-o", out, "--no-stabilize", "--json")
+    assert result.exit_code == 0, result.output
+    meta_in, frames_in = read_back(REAL_CLIP)
+    meta_out, frames_out = read_back(out)
+    assert len(frames_out) == len(frames_in) == json.loads(result.stdout)["frames"]
+    assert meta_out["fps"] == meta_in["fps"] and meta_out["size"] == meta_in["size"]
+    for i in (0, len(frames_in) // 2, len(frames_in) - 1):  # same frame, inverted
+        err = np.abs(frames_out[i].astype(int) - (255 - frames_in[i].astype(int))).mean()
+        assert err < 6, (i, err)
+
+
 def test_audio_is_copied_unchanged(tmp_path, clips, run_video):
     out = tmp_path / "out.mp4"
     result = run_video(clips["audio"], "-o", out, "--json")
