@@ -119,3 +119,29 @@ def test_wrong_genotype_on_resume(photo_dir, tmp_path):
     train(_cfg(photo_dir, tmp_path, steps=1), log=lambda m: 0)
     with pytest.raises(ValueError, match="genotype"):
         train(_cfg(photo_dir, tmp_path, arch="photonet", steps=2), resume=True, log=lambda m: 0)
+
+
+def test_native_crops_keep_the_photo_pixels(tmp_path):
+    """crop="native" takes pixels as they are (up to a flip); a smaller photo is padded."""
+    from stylenas_cli.train import PhotoSampler
+
+    rng = np.random.default_rng(0)
+    big = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    Image.fromarray(big).save(tmp_path / "big.png")
+    sampler = PhotoSampler([tmp_path / "big.png"], 16, seed=0, crop="native")
+    src = torch.from_numpy(big).permute(2, 0, 1).float() / 255.0
+    for crop in sampler.batch(6):
+        assert crop.shape == (3, 16, 16)
+        found = any(
+            torch.equal(c, src[:, i : i + 16, j : j + 16])
+            for c in (crop, crop.flip(-1))
+            for i in range(40 - 15)
+            for j in range(50 - 15)
+        )
+        assert found, "a native crop must be an exact block of the photo"
+    small = PhotoSampler([tmp_path / "big.png"], 64, seed=0, crop="native").batch(2)
+    assert small.shape == (2, 3, 64, 64)
+    resized = PhotoSampler([tmp_path / "big.png"], 16, seed=0).batch(2)
+    assert resized.shape == (2, 3, 16, 16)
+    with pytest.raises(ValueError, match="crop"):
+        PhotoSampler([tmp_path / "big.png"], 16, seed=0, crop="zoom")

@@ -188,6 +188,14 @@ def _null():
 @click.option("--steps", type=click.IntRange(min=1), default=4000, help="Optimiser steps.")
 @click.option("--batch", type=click.IntRange(min=1), default=8, help="Photos per step.")
 @click.option("--size", type=click.IntRange(min=32), default=256, help="Random crop side (px).")
+@click.option(
+    "--crop",
+    type=click.Choice(["resized", "native"]),
+    default="resized",
+    show_default=True,
+    help="resized: 25-100% of a photo scaled to --size; native: --size px at the photo's "
+    "own resolution (matches full-size use).",
+)
 @click.option("--lr", type=float, default=5e-4, help="Peak learning rate (warm-up, cosine).")
 @click.option(
     "--clip-grad", type=float, default=1.0, help="Clip the global gradient norm to this (0 = off)."
@@ -236,6 +244,7 @@ def train(
     steps,
     batch,
     size,
+    crop,
     lr,
     clip_grad,
     pixel_weight,
@@ -279,6 +288,7 @@ def train(
         val_every=val_every,
         init=str(init) if init else None,
         clip_grad=clip_grad,
+        crop=crop,
     )
     cfg = replace(cfg, warmup=min(cfg.warmup, max(1, steps // 10)))
     set_threads()

@@ -50,6 +50,7 @@ class TrainConfig:
     val_every: int = 200
     val_size: int = 256
     init: str | None = None  # warm start: checkpoint/weights sharing layer names
+    crop: str = "resized"  # "resized": scale 0.25-1 resized to size; "native": no resampling
 
 
 @dataclass
@@ -74,17 +75,26 @@ def split_holdout(files: list[Path]) -> tuple[list[Path], list[Path]]:
     return train, val
 
 
-class PhotoSampler:
-    """Random crops (scale 0.25-1 of the photo) with flips from photos kept in memory."""
+CROP_MODES = ("resized", "native")
 
-    def __init__(self, files: list[Path], size: int, seed: int) -> None:
+
+class PhotoSampler:
+    """Random square crops with flips from photos kept in memory.
+
+    ``crop="resized"``: 25-100% of the photo's area, resized to ``size`` (scale augmentation).
+    ``crop="native"``: ``size`` pixels of the photo at its own resolution (reflect-padded when
+    the photo is smaller), so training sees the detail and statistics of full-size photos."""
+
+    def __init__(self, files: list[Path], size: int, seed: int, crop: str = "resized") -> None:
+        if crop not in CROP_MODES:
+            raise ValueError(f"crop must be one of {', '.join(CROP_MODES)}, got {crop!r}")
         self.images = [v2.functional.pil_to_tensor(Image.open(f).convert("RGB")) for f in files]
-        self.crop = v2.Compose(
-            [
-                v2.RandomResizedCrop(size, scale=(0.25, 1.0), antialias=True),
-                v2.RandomHorizontalFlip(),
-            ]
+        cropper = (
+            v2.RandomResizedCrop(size, scale=(0.25, 1.0), antialias=True)
+            if crop == "resized"
+            else v2.RandomCrop(size, pad_if_needed=True, padding_mode="reflect")
         )
+        self.crop = v2.Compose([cropper, v2.RandomHorizontalFlip()])
         self.rng = random.Random(seed)
 
     def batch(self, n: int) -> torch.Tensor:
@@ -189,7 +199,7 @@ def train(
         log(f"warm start: {warm_start(decoder, cfg.init)} tensors from {cfg.init}")
 
     train_files, val_files = split_holdout(list_images(cfg.data))
-    sampler = PhotoSampler(train_files, cfg.size, cfg.seed + state.step)
+    sampler = PhotoSampler(train_files, cfg.size, cfg.seed + state.step, cfg.crop)
     val = val_images(val_files, cfg.val_size).to(device)
     amp = autocast_dtype(cfg.precision)
     out.mkdir(parents=True, exist_ok=True)

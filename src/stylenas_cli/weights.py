@@ -53,7 +53,7 @@ register(
         "photonas",
         NAMED["photonas"],
         "photonas.pt",
-        "5cb1fbb207ef0680e91fb69018220ad860a1ef02462fcf1bdd1fa5e5e948c21a",
+        "05d1211d62f2fb394c9731cbb869edbaebc1bf08fa99cf1a5d55ebeed47878de",
         "PhotoNAS decoder trained for reconstruction on shared/data/train (see MODEL_CARD.md)",
     )
 )
@@ -62,7 +62,7 @@ register(
         "photonet",
         NAMED["photonet"],
         "photonet.pt",
-        "41e5f3c6d68e3785e6c07d437c336bfa734ab629c14da9bce665cd30edd918d0",
+        "7cda1720c3af175e17ac48a9d960c340cf4075e450d8f9791fc1a97e867d0aa8",
         "PhotoNet (dense teacher) decoder trained for reconstruction (see MODEL_CARD.md)",
     )
 )
