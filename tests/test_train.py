@@ -145,3 +145,32 @@ def test_native_crops_keep_the_photo_pixels(tmp_path):
     assert resized.shape == (2, 3, 16, 16)
     with pytest.raises(ValueError, match="crop"):
         PhotoSampler([tmp_path / "big.png"], 16, seed=0, crop="zoom")
+
+
+def test_gamma_augmentation_darkens_and_brightens(tmp_path):
+    from stylenas_cli.train import PhotoSampler
+
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(tmp_path / "p.png")
+    torch.manual_seed(0)  # the flips draw from torch's generator
+    plain = PhotoSampler([tmp_path / "p.png"], 24, seed=0, crop="native").batch(3)
+    squared = PhotoSampler([tmp_path / "p.png"], 24, seed=0, crop="native", gamma=(2, 2))
+    torch.manual_seed(0)
+    # Same seeds, same crops and flips: only the tone differs, by exactly the power.
+    torch.testing.assert_close(squared.batch(3), plain**2)
+    spread = PhotoSampler([tmp_path / "p.png"], 24, seed=0, crop="native", gamma=(0.5, 2.0))
+    means = spread.batch(64).mean((1, 2, 3))
+    assert means.min() < plain.mean() - 0.05 and means.max() > plain.mean() + 0.05
+    with pytest.raises(ValueError, match="gamma"):
+        PhotoSampler([tmp_path / "p.png"], 24, seed=0, gamma=(2.0, 1.0))
+
+
+@pytest.mark.parametrize("value", ["2", "a,b", "0,1", "2,1"])
+def test_train_cli_rejects_bad_gamma(photo_dir, tmp_path, value):
+    from click.testing import CliRunner
+
+    from stylenas_cli.cli import main
+
+    res = CliRunner().invoke(main, ["train", str(photo_dir), "-o", str(tmp_path), "--gamma", value])
+    assert res.exit_code == 2 and "--gamma" in res.output
+    assert not (tmp_path / "last.pt").exists()

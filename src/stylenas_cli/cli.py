@@ -175,6 +175,16 @@ def _null():
     return contextlib.nullcontext()
 
 
+def _gamma_range(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected LOW,HIGH, got {text!r}", param_hint="--gamma") from None
+    if not 0 < low <= high:
+        raise click.BadParameter(f"need 0 < LOW <= HIGH, got {text!r}", param_hint="--gamma")
+    return low, high
+
+
 @main.command()
 @click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--arch", default="photonas", help="photonas, photonet or a 32-bit genotype.")
@@ -195,6 +205,13 @@ def _null():
     show_default=True,
     help="resized: 25-100% of a photo scaled to --size; native: --size px at the photo's "
     "own resolution (matches full-size use).",
+)
+@click.option(
+    "--gamma",
+    default="1,1",
+    show_default=True,
+    help="Tone augmentation: each crop becomes crop**g with g log-uniform in LOW,HIGH "
+    "(e.g. 0.7,2.0 teaches dark photos; 1,1 = off).",
 )
 @click.option("--lr", type=float, default=5e-4, help="Peak learning rate (warm-up, cosine).")
 @click.option(
@@ -245,6 +262,7 @@ def train(
     batch,
     size,
     crop,
+    gamma,
     lr,
     clip_grad,
     pixel_weight,
@@ -289,6 +307,7 @@ def train(
         init=str(init) if init else None,
         clip_grad=clip_grad,
         crop=crop,
+        gamma=_gamma_range(gamma),
     )
     cfg = replace(cfg, warmup=min(cfg.warmup, max(1, steps // 10)))
     set_threads()

@@ -51,6 +51,9 @@ class TrainConfig:
     val_size: int = 256
     init: str | None = None  # warm start: checkpoint/weights sharing layer names
     crop: str = "resized"  # "resized": scale 0.25-1 resized to size; "native": no resampling
+    # Random tone: each crop becomes crop**g, g log-uniform in this range ((1, 1) = off).
+    # Without it the decoders lift the blacks of dark photos (they regress to the mean tone).
+    gamma: tuple[float, float] = (1.0, 1.0)
 
 
 @dataclass
@@ -83,9 +86,21 @@ class PhotoSampler:
 
     ``crop="resized"``: 25-100% of the photo's area, resized to ``size`` (scale augmentation).
     ``crop="native"``: ``size`` pixels of the photo at its own resolution (reflect-padded when
-    the photo is smaller), so training sees the detail and statistics of full-size photos."""
+    the photo is smaller), so training sees the detail and statistics of full-size photos.
+    ``gamma``: each crop is raised to a power drawn log-uniformly from this range (tone
+    augmentation: dark and bright photos)."""
 
-    def __init__(self, files: list[Path], size: int, seed: int, crop: str = "resized") -> None:
+    def __init__(
+        self,
+        files: list[Path],
+        size: int,
+        seed: int,
+        crop: str = "resized",
+        gamma: tuple[float, float] = (1.0, 1.0),
+    ) -> None:
+        if not 0 < gamma[0] <= gamma[1]:
+            raise ValueError(f"gamma range must be 0 < low <= high, got {gamma}")
+        self.log_gamma = (math.log(gamma[0]), math.log(gamma[1]))
         if crop not in CROP_MODES:
             raise ValueError(f"crop must be one of {', '.join(CROP_MODES)}, got {crop!r}")
         self.images = [v2.functional.pil_to_tensor(Image.open(f).convert("RGB")) for f in files]
@@ -99,7 +114,11 @@ class PhotoSampler:
 
     def batch(self, n: int) -> torch.Tensor:
         picks = [self.images[self.rng.randrange(len(self.images))] for _ in range(n)]
-        return torch.stack([self.crop(img) for img in picks]).float() / 255.0
+        crops = torch.stack([self.crop(img) for img in picks]).float() / 255.0
+        if self.log_gamma[0] == self.log_gamma[1] == 0.0:
+            return crops
+        g = [math.exp(self.rng.uniform(*self.log_gamma)) for _ in range(n)]
+        return crops ** torch.tensor(g).view(n, 1, 1, 1)
 
 
 def val_images(files: list[Path], size: int) -> torch.Tensor:
@@ -199,7 +218,7 @@ def train(
         log(f"warm start: {warm_start(decoder, cfg.init)} tensors from {cfg.init}")
 
     train_files, val_files = split_holdout(list_images(cfg.data))
-    sampler = PhotoSampler(train_files, cfg.size, cfg.seed + state.step, cfg.crop)
+    sampler = PhotoSampler(train_files, cfg.size, cfg.seed + state.step, cfg.crop, tuple(cfg.gamma))
     val = val_images(val_files, cfg.val_size).to(device)
     amp = autocast_dtype(cfg.precision)
     out.mkdir(parents=True, exist_ok=True)
