@@ -174,3 +174,32 @@ def test_train_cli_rejects_bad_gamma(photo_dir, tmp_path, value):
     res = CliRunner().invoke(main, ["train", str(photo_dir), "-o", str(tmp_path), "--gamma", value])
     assert res.exit_code == 2 and "--gamma" in res.output
     assert not (tmp_path / "last.pt").exists()
+
+
+def test_sigterm_checkpoints_and_exits_130(photo_dir, tmp_path):
+    """A scheduler's SIGTERM must not lose the run: checkpoint, exit 130, resumable."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "stylenas_cli", "train", str(photo_dir), "-o", str(out)]
+    cmd += ["--steps", "100000", "--batch", "1", "--size", "32", "--levels", ""]
+    cmd += ["--checkpoint-every", "100000", "--val-every", "100000", "--precision", "fp32"]
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 120
+        while not out.is_dir() and time.time() < deadline:  # created once training starts
+            time.sleep(0.2)
+        time.sleep(2.0)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err.decode()
+    assert "--resume" in err.decode()
+    ck = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
+    assert ck["step"] > 0

@@ -175,6 +175,16 @@ def _null():
     return contextlib.nullcontext()
 
 
+def _sigterm_interrupts() -> None:
+    """Treat SIGTERM like Ctrl-C, so that a stopped job still checkpoints."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def _gamma_range(text: str) -> tuple[float, float]:
     try:
         low, high = (float(v) for v in text.split(","))
@@ -276,7 +286,10 @@ def train(
     seed,
     export,
 ) -> None:
-    """Train a decoder to reconstruct the photos in DATA (encoder frozen, SPEC §4)."""
+    """Train a decoder to reconstruct the photos in DATA (encoder frozen, SPEC §4).
+
+    Ctrl-C or SIGTERM (a scheduler stopping the job) saves a checkpoint in --out first;
+    rerun with --resume to continue."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from .encoder import LEVELS
@@ -311,6 +324,7 @@ def train(
     )
     cfg = replace(cfg, warmup=min(cfg.warmup, max(1, steps // 10)))
     set_threads()
+    _sigterm_interrupts()
     console = _console()
     columns = (
         TextColumn("[bold]train"),
