@@ -53,7 +53,7 @@ register(
         "photonas",
         NAMED["photonas"],
         "photonas.pt",
-        "05d1211d62f2fb394c9731cbb869edbaebc1bf08fa99cf1a5d55ebeed47878de",
+        "b852becc65687c9d718d2844caa53d7f16b6b7fa45455fc9c5fd3b13711b4f57",
         "PhotoNAS decoder trained for reconstruction on shared/data/train (see MODEL_CARD.md)",
     )
 )
