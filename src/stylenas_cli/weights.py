@@ -62,7 +62,7 @@ register(
         "photonet",
         NAMED["photonet"],
         "photonet.pt",
-        "7cda1720c3af175e17ac48a9d960c340cf4075e450d8f9791fc1a97e867d0aa8",
+        "bcdd70da28ef6e73ad3f615b8e4332fb1047ddc04f38a6853fdb33324d04c093",
         "PhotoNet (dense teacher) decoder trained for reconstruction (see MODEL_CARD.md)",
     )
 )
