@@ -21,9 +21,9 @@ from stylenas_cli.weights import REGISTRY, verified_path
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "bench" / "stylenas"
 ARCHS = sorted(name for name, entry in REGISTRY.items() if not entry.baseline)
-# (gain on the sample pair, mean gain on 3 dev pairs): photonet, trained 1,300 steps, still
-# transfers colour more weakly than photonas (MODEL_CARD.md).
-MIN_GAIN = {"photonas": (0.2, 0.3), "photonet": (0.05, 0.15)}
+# (gain on the sample pair, mean gain on 3 dev pairs); measured 2026-11-24: photonas 0.73 /
+# 0.61, photonet 0.61 / 0.64. A dead decoder path (colour stops transferring) falls below.
+MIN_GAIN = {"photonas": (0.4, 0.4), "photonet": (0.35, 0.4)}
 # wct5 decodes 13.7 dB on these photos (15.9 dB validation, MODEL_CARD.md).
 WCT5_MIN_PSNR = 12.0
 
@@ -53,6 +53,15 @@ def test_registry_files_verify():
 def test_reconstructs_sample_photos(model):
     img = torch.cat([_photo("astronaut"), _photo("coffee"), _photo("chelsea")])
     assert psnr(model.reconstruct(img), img) > 20.0
+
+
+def test_keeps_the_tone_of_dark_photos(model):
+    """Decoders trained without tone augmentation lifted the blacks (photonas 22.2 dB and
+    photonet 20.2 dB here, mean tone +0.06/+0.08); the shipped ones score 25.5 dB."""
+    img = torch.cat([_photo("astronaut"), _photo("coffee"), _photo("chelsea")]) ** 2.5
+    rec = model.reconstruct(img)
+    assert psnr(rec, img) > 23.5
+    assert abs(float(rec.mean() - img.mean())) < 0.04
 
 
 def test_transfers_colour_and_keeps_structure_on_sample_photos(model):
