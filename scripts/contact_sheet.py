@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 from skimage import data
 
 from stylenas_cli import Stylizer
-from stylenas_cli.io import atomic_write
+from stylenas_cli.images import atomic_write
 from stylenas_cli.model import pil_to_tensor, tensor_to_pil
 
 PAIRS = [

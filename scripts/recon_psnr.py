@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from stylenas_cli import Stylizer
-from stylenas_cli.io import load_image
+from stylenas_cli.images import load_image
 from stylenas_cli.train import psnr
 
 arch = sys.argv[1] if len(sys.argv) > 1 else "photonas"

@@ -7,7 +7,7 @@ Usage: python scripts/tone_check.py ARCH [WEIGHTS] [PHOTO]
 import sys
 
 from stylenas_cli import Stylizer
-from stylenas_cli.io import load_image
+from stylenas_cli.images import load_image
 from stylenas_cli.train import psnr
 
 arch = sys.argv[1] if len(sys.argv) > 1 else "photonas"

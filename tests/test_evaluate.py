@@ -16,7 +16,7 @@ from PIL import Image
 
 from conftest import write_labels, write_photo
 from stylenas_cli import metrics
-from stylenas_cli.cli_eval import bench_speed_command, eval_command, parse_weights
+from stylenas_cli.cli.eval import bench_speed_command, eval_command, parse_weights
 from stylenas_cli.evaluate import (
     COLUMNS,
     REFERENCE,

@@ -8,9 +8,9 @@ from stylenas_cli.genotype import (
     SEARCHABLE_BITS,
     UNUSED_BIT,
     Genotype,
-    random_genotype,
     resolve,
 )
+from stylenas_cli.search import random_genotype
 
 
 def test_named_genotypes_match_the_spec():

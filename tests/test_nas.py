@@ -122,7 +122,7 @@ def test_pstep_teacher_scores_zero_against_itself(photo_dir, pairs_dir, tmp_path
 
 
 def test_search_cli_end_to_end(photo_dir, pairs_dir, tmp_path):
-    from stylenas_cli.cli_search import search_command
+    from stylenas_cli.cli.search import search_command
     from stylenas_cli.model import Stylizer, pil_to_tensor
 
     out = tmp_path / "run"
@@ -174,7 +174,7 @@ def test_search_cli_end_to_end(photo_dir, pairs_dir, tmp_path):
 
 
 def test_cli_errors_are_one_line(tmp_path, photo_dir):
-    from stylenas_cli.cli_search import prune_command, search_command
+    from stylenas_cli.cli.search import prune_command, search_command
 
     result = CliRunner().invoke(search_command, ["--train-data", str(tmp_path / "nope")])
     assert result.exit_code == 1
@@ -196,7 +196,7 @@ def test_cli_errors_are_one_line(tmp_path, photo_dir):
 
 
 def test_prune_cli_end_to_end(photo_dir, pairs_dir, tmp_path):
-    from stylenas_cli.cli_search import prune_command
+    from stylenas_cli.cli.search import prune_command
     from stylenas_cli.model import Stylizer
 
     teacher = NAMED["photonas"]

@@ -5,6 +5,7 @@ from PIL import Image
 from skimage import data
 
 from stylenas_cli.decoder import Decoder
+from stylenas_cli.errors import StylenasError
 from stylenas_cli.genotype import NAMED
 from stylenas_cli.train import (
     TrainConfig,
@@ -52,7 +53,7 @@ def test_listing_and_holdout(photo_dir):
     assert [f.suffix for f in files] == [".jpg"] * 4
     train_files, val = split_holdout(files)
     assert val and not set(val) & set(train_files)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(StylenasError):
         list_images(photo_dir / "nope")
 
 
@@ -80,7 +81,7 @@ def test_training_lowers_the_loss_and_resumes(photo_dir, tmp_path):
     ck = torch.load(ckpt, weights_only=False)
     assert ck["step"] == 12 and ck["history"][-1]["val_psnr"] > 0
     # Resume continues the step count; without --resume the run refuses to clobber it.
-    with pytest.raises(FileExistsError):
+    with pytest.raises(StylenasError):
         train(_cfg(photo_dir, tmp_path, steps=14), log=logs.append)
     train(_cfg(photo_dir, tmp_path, steps=14), resume=True, log=logs.append)
     assert torch.load(ckpt, weights_only=False)["step"] == 14

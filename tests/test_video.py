@@ -24,7 +24,7 @@ from click.testing import CliRunner
 
 from conftest import photo_array, write_photo
 from stylenas_cli import video as video_mod
-from stylenas_cli.cli_video import eval_video_command, video_command
+from stylenas_cli.cli.video import eval_video_command, video_command
 from stylenas_cli.temporal import FlickerMeter, flicker_ratio
 from stylenas_cli.video import (
     Stabilizer,
@@ -424,7 +424,7 @@ def _to_u8(x: torch.Tensor) -> list[np.ndarray]:
 
 
 def test_stabilize_reduces_flicker_without_smearing_motion(weights_file, style):
-    from stylenas_cli.io import load_image
+    from stylenas_cli.images import load_image
     from stylenas_cli.model import Stylizer
 
     model = Stylizer.from_pretrained("photonas", weights_file, "cpu")
@@ -444,7 +444,7 @@ def test_stabilize_reduces_flicker_without_smearing_motion(weights_file, style):
 
 
 def test_stabilizer_resets_at_a_cut_and_smoothed_statistics_run(weights_file, style):
-    from stylenas_cli.io import load_image
+    from stylenas_cli.images import load_image
     from stylenas_cli.model import Stylizer
     from stylenas_cli.video import StabilizeConfig
 

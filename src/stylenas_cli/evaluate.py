@@ -35,7 +35,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from . import baselines, metrics
-from .io import IMAGE_SUFFIXES, atomic_write, load_image, load_labels
+from .files import atomic_write
+from .images import IMAGE_SUFFIXES, load_image, load_labels
 from .wct import resize_labels
 
 CONTENT, STYLE = "content", "style"

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
+
+from .errors import StylenasError
 
 # One name per bit, left to right. Bit 8 is unused and always 0.
 BIT_NAMES: tuple[str, ...] = (
@@ -92,13 +93,6 @@ def resolve(arch: str | Genotype) -> Genotype:
         return Genotype.from_string(arch)
     except ValueError:
         names = ", ".join(sorted(NAMED))
-        raise ValueError(
+        raise StylenasError(
             f"unknown architecture {arch!r}: use one of {names} or a 32-bit string of 0/1"
         ) from None
-
-
-def random_genotype(rng: random.Random) -> Genotype:
-    bits = ["0"] * N_BITS
-    for i in SEARCHABLE_BITS:
-        bits[i] = rng.choice("01")
-    return Genotype("".join(bits))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -13,14 +14,28 @@ from PIL import Image
 from torch import nn
 
 from .decoder import Decoder
-from .device import autocast_dtype, resolve_device
+from .device import autocast, autocast_dtype, resolve_device
 from .encoder import LEVELS, VGGEncoder
 from .genotype import Genotype, resolve
+from .images import ImageError, load_image, load_labels, oriented_size
 from .wct import ColourStats, style_stats, wct
 
-# Whitening regularisation (see wct.whiten): the reference code's shrinkage, cleaner skies
-# and fewer blotches; measured on 6 dev pairs: ssim 0.80 -> 0.85 at equal colour gain.
+# Whitening regularisation (see wct.whitening_matrix): the reference code's shrinkage,
+# cleaner skies and fewer blotches; measured on 6 dev pairs: ssim 0.80 -> 0.85 at equal gain.
 WHITEN_SHRINK = 0.67
+MIN_SIDE = 32  # relu5_1 (1/16) needs at least 2 pixels for reflection padding
+# Long side of a style photo for its statistics: they barely change with resolution, and a
+# large style costs gigabytes in its one pass.
+STYLE_MAX_SIDE = 1024
+
+# (transfer point, content mean (B, C, 1), cov (B, C, C)) -> smoothed moments (video).
+SmoothMoments = Callable[[str, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def check_side(width: int, height: int, what: str) -> None:
+    """Refuse an image the encoder cannot take (both sides must be >= :data:`MIN_SIDE`)."""
+    if min(width, height) < MIN_SIDE:
+        raise ImageError(f"{what} is {width}x{height}; both sides must be >= {MIN_SIDE} px")
 
 
 @dataclass
@@ -69,16 +84,14 @@ class Stylizer(nn.Module):
     def device(self) -> torch.device:
         return next(self.decoder.parameters()).device
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        dtype = autocast_dtype(self.precision)
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=dtype)
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The autocast context of this model's precision on its device."""
+        return autocast(self.device, self.precision)
 
     @torch.no_grad()
     def reconstruct(self, image: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` in [0, 1] -> the auto-encoder's reconstruction, same shape."""
-        with self._autocast():
+        with self.autocast():
             out = self.decoder(self.encoder(image.to(self.device)))
         return out.float().clamp(0, 1)
 
@@ -94,7 +107,7 @@ class Stylizer(nn.Module):
             cache.stats[point] = style_stats(x.float(), labels)
             return x
 
-        with self._autocast():
+        with self.autocast():
             feats = self.encoder(style.to(self.device))
             for level in LEVELS:
                 if level in self.decoder.transfer_points:
@@ -106,6 +119,21 @@ class Stylizer(nn.Module):
                 )
         return cache
 
+    def load_style(
+        self,
+        path: str | Path,
+        max_side: int = STYLE_MAX_SIDE,
+        mask: str | Path | None = None,
+    ) -> StyleCache:
+        """Read a style photo (long side at most ``max_side``) and its optional label map
+        (drawn at the photo's own size) and summarise them (:meth:`style_cache`)."""
+        img = load_image(path, max_side)
+        check_side(*img.size, f"{path}: style")
+        labels = None
+        if mask is not None:
+            labels = load_labels(mask, oriented_size(path) or img.size)
+        return self.style_cache(img.rgb.to(self.device), labels)
+
     @torch.no_grad()
     def stylize(
         self,
@@ -114,9 +142,13 @@ class Stylizer(nn.Module):
         alpha: float = 1.0,
         content_labels: torch.Tensor | None = None,
         style_labels: torch.Tensor | None = None,
+        smooth: SmoothMoments | None = None,
     ) -> torch.Tensor:
         """Content ``(B, 3, H, W)`` and a style image ``(1, 3, H', W')`` (or its cache)
-        -> stylised ``(B, 3, H, W)`` in [0, 1]."""
+        -> stylised ``(B, 3, H, W)`` in [0, 1].
+
+        ``smooth(point, mean, cov)``: optional hook on the content moments at each transfer
+        point (the video stabiliser averages them over a shot)."""
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
         cache = style if isinstance(style, StyleCache) else self.style_cache(style, style_labels)
@@ -124,10 +156,11 @@ class Stylizer(nn.Module):
             content_labels = content_labels.to(self.device)
 
         def transfer(point: str, x: torch.Tensor) -> torch.Tensor:
-            stats = cache.stats[point]
-            return wct(x.float(), stats, alpha, content_labels, self.shrink).to(x.dtype)
+            hook = partial(smooth, point) if smooth is not None else None
+            out = wct(x.float(), cache.stats[point], alpha, content_labels, self.shrink, hook)
+            return out.to(x.dtype)
 
-        with self._autocast():
+        with self.autocast():
             feats = self.encoder(content.to(self.device))
             out = self.decoder(feats, transfer=transfer)
         return out.float().clamp(0, 1)
@@ -149,8 +182,3 @@ def tensor_to_pil(image: torch.Tensor) -> Image.Image:
     """``(3, H, W)`` in [0, 1] -> RGB PIL image."""
     arr = (image.detach().float().clamp(0, 1) * 255.0 + 0.5).byte().permute(1, 2, 0)
     return Image.fromarray(arr.cpu().numpy())
-
-
-def batches(items: list, size: int) -> Iterator[list]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]

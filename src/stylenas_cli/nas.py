@@ -42,8 +42,9 @@ from PIL import Image
 from .decoder import Decoder, count_parameters, decoder_flops
 from .device import resolve_device
 from .encoder import LEVELS
+from .files import atomic_write
 from .genotype import N_BITS, Genotype
-from .io import IMAGE_SUFFIXES, atomic_write
+from .images import IMAGE_SUFFIXES
 from .model import Stylizer
 from .search import Scores, scalarise
 from .train import (

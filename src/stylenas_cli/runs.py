@@ -26,8 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .files import atomic_write
 from .genotype import N_BITS, NAMED, SEARCHABLE_BITS, Genotype
-from .io import atomic_write
 from .search import Executor, Result, Scores, evolve, pareto_front, random_search
 
 CONFIG, RECORDS, BEST, PLOT, CANDIDATES = (

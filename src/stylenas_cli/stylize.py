@@ -13,13 +13,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from PIL import Image
 
-from .io import IMAGE_SUFFIXES, ImageError, LoadedImage, load_image, load_labels, save_image
-from .model import Stylizer
-
-MIN_SIDE = 32  # relu5_1 (1/16) needs at least 2 pixels for reflection padding
-STYLE_MAX_SIZE = 1024  # long side of the style image used for its statistics
+from .errors import is_oom
+from .files import STYLIZED_SUFFIX, plan_outputs
+from .images import (
+    IMAGE_SUFFIXES,
+    ImageError,
+    LoadedImage,
+    load_image,
+    load_labels,
+    oriented_size,
+    save_image,
+)
+from .model import STYLE_MAX_SIDE, Stylizer, check_side
+from .wct import resize_labels
 
 
 @dataclass
@@ -68,7 +75,7 @@ def expand_contents(paths: list[Path]) -> list[Path]:
             found = sorted(
                 f
                 for f in p.iterdir()
-                if f.suffix.lower() in IMAGE_SUFFIXES and not f.stem.endswith("_stylized")
+                if f.suffix.lower() in IMAGE_SUFFIXES and not f.stem.endswith(STYLIZED_SUFFIX)
             )
             if not found:
                 raise ImageError(f"{p}: directory holds no images")
@@ -78,47 +85,9 @@ def expand_contents(paths: list[Path]) -> list[Path]:
     return out
 
 
-def plan_outputs(contents: list[Path], output: str | Path | None) -> list[Path]:
-    """Output path for each content: ``<stem>_stylized.<ext>`` beside it, in ``output`` if
-    that is a directory (or several contents are given, or it ends with a slash), else
-    ``output`` itself."""
-    # Check the slash on the string: Path("out/") drops it.
-    slash = isinstance(output, str) and output.endswith(("/", "\\"))
-    output = Path(output) if output is not None else None
-    as_dir = output is not None and (output.is_dir() or len(contents) > 1 or slash)
-    if as_dir and output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir():
-        raise ImageError(
-            f"{output}: {len(contents)} contents need an output directory, not an image file name"
-        )
-    if output is not None and not as_dir and output.suffix.lower() not in IMAGE_SUFFIXES:
-        raise ImageError(
-            f"{output}: output needs an image extension ({', '.join(sorted(IMAGE_SUFFIXES))})"
-        )
-    plans = []
-    for c in contents:
-        name = f"{c.stem}_stylized{c.suffix or '.png'}"
-        plans.append(output / name if as_dir else output if output else c.with_name(name))
-    if len(set(plans)) != len(plans):
-        raise ImageError("two contents would write the same output file: give distinct names")
-    return plans
-
-
-def _oriented_size(path: Path) -> tuple[int, int] | None:
-    try:
-        with Image.open(path) as img:
-            orientation = img.getexif().get(0x0112, 1)
-            w, h = img.size
-    except Exception:  # unreadable: reported when it is loaded
-        return None
-    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
-
-
-def _is_oom(err: BaseException) -> bool:
-    return (
-        isinstance(err, torch.OutOfMemoryError)
-        or "out of memory" in str(err).lower()
-        or ("not enough memory" in str(err).lower())
-    )
+def plan_image_outputs(contents: list[Path], output: str | Path | None) -> list[Path]:
+    """Output path of each content (see :func:`~stylenas_cli.files.plan_outputs`)."""
+    return plan_outputs(contents, output, IMAGE_SUFFIXES, "an image")
 
 
 def stylize_files(
@@ -130,15 +99,8 @@ def stylize_files(
     on_result: Callable[[Result], None] = lambda r: None,
 ) -> list[Result]:
     """Stylise every content with one style; returns one :class:`Result` per content."""
-    # WCT statistics barely change with resolution; a capped style saves GBs of memory.
-    style_img = load_image(style, min(cfg.max_size or STYLE_MAX_SIZE, STYLE_MAX_SIZE))
-    if min(style_img.size) < MIN_SIDE:
-        w, h = style_img.size
-        raise ImageError(f"{style}: style is {w}x{h}; both sides must be >= {MIN_SIDE} px")
-    style_labels = None
-    if cfg.style_mask:
-        style_labels = load_labels(cfg.style_mask, _mask_size(style, STYLE_MAX_SIZE, style_img))
-    cache = model.style_cache(style_img.rgb.to(model.device), style_labels)
+    max_side = min(cfg.max_size or STYLE_MAX_SIDE, STYLE_MAX_SIDE)
+    cache = model.load_style(style, max_side, cfg.style_mask)
     content_labels = None
     if cfg.content_mask:
         if len(contents) != 1:
@@ -154,17 +116,15 @@ def stylize_files(
         else:
             todo.append((c, o))
     # Same-size contents next to each other so they share a batch.
-    todo.sort(key=lambda co: _oriented_size(co[0]) or (0, 0))
+    todo.sort(key=lambda co: oriented_size(co[0]) or (0, 0))
     for group in _same_size_groups(todo, cfg.batch_size):
         loaded: list[tuple[Path, Path, LoadedImage]] = []
         for c, o in group:
             try:
                 img = load_image(c, cfg.max_size)
-                w, h = img.size
-                if min(w, h) < MIN_SIDE:
-                    raise ImageError(f"{c}: image is {w}x{h}; both sides must be >= {MIN_SIDE} px")
+                check_side(*img.size, f"{c}: image")
                 if cfg.content_mask:
-                    content_labels = load_labels(cfg.content_mask, _mask_size(c, cfg.max_size, img))
+                    content_labels = load_labels(cfg.content_mask, oriented_size(c) or img.size)
                 loaded.append((c, o, img))
             except ImageError as err:
                 r = Result(c, None, False, str(err))
@@ -177,20 +137,11 @@ def stylize_files(
     return results
 
 
-def _mask_size(path: Path, max_size: int | None, img: LoadedImage) -> tuple[int, int]:
-    # Masks are drawn at the image's original size; resized images keep the check honest.
-    if max_size:
-        size = _oriented_size(path)
-        if size:
-            return size
-    return img.size
-
-
 def _same_size_groups(todo: list, batch_size: int) -> Iterator[list]:
     group: list = []
     key = None
     for c, o in todo:
-        k = _oriented_size(c)
+        k = oriented_size(c)
         if group and (k != key or len(group) >= batch_size):
             yield group
             group = []
@@ -214,11 +165,11 @@ def _run_batch(model, items, cache, cfg: StylizeConfig, content_labels) -> list[
     batch = torch.cat([img.rgb for _, _, img in items])
     labels = content_labels
     if labels is not None:
-        labels = _resize_labels_to(labels, batch.shape[-2:])
+        labels = resize_labels(labels, batch.shape[-2:])
     try:
         out = model.stylize(batch, cache, cfg.alpha, content_labels=labels)
     except (RuntimeError, MemoryError) as err:
-        if not _is_oom(err):
+        if not is_oom(err):
             raise
         if len(items) > 1:  # retry one by one before giving up
             return [r for item in items for r in _run_batch(model, [item], cache, cfg, labels)]
@@ -242,11 +193,3 @@ def _run_batch(model, items, cache, cfg: StylizeConfig, content_labels) -> list[
         except (OSError, ImageError) as err:
             results.append(Result(c, None, False, f"{o}: could not write output ({err})"))
     return results
-
-
-def _resize_labels_to(labels: torch.Tensor, size) -> torch.Tensor:
-    if tuple(labels.shape) == tuple(size):
-        return labels
-    from .wct import resize_labels
-
-    return resize_labels(labels, tuple(size))

@@ -11,8 +11,9 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -21,10 +22,12 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from .decoder import Decoder
-from .device import autocast_dtype, resolve_device
+from .device import autocast, resolve_device
 from .encoder import LEVELS, VGGEncoder
+from .errors import StylenasError
+from .files import atomic_write
 from .genotype import resolve
-from .io import IMAGE_SUFFIXES, atomic_write
+from .images import IMAGE_SUFFIXES
 
 HOLDOUT_EVERY = 20  # every 20th photo (sorted by name) is held aside for validation
 
@@ -38,7 +41,7 @@ class TrainConfig:
     batch: int = 8
     size: int = 256  # random crop side
     lr: float = 5e-4
-    warmup: int = 200
+    warmup: int | None = None  # linear warm-up steps; None: default_warmup(steps)
     clip_grad: float = 1.0  # global grad-norm clip: high rates otherwise blow up and kill ReLUs
     min_lr_ratio: float = 0.02
     pixel_weight: float = 10.0
@@ -55,6 +58,15 @@ class TrainConfig:
     # Without it the decoders lift the blacks of dark photos (they regress to the mean tone).
     gamma: tuple[float, float] = (1.0, 1.0)
 
+    def __post_init__(self) -> None:
+        if self.warmup is None:
+            self.warmup = default_warmup(self.steps)
+
+
+def default_warmup(steps: int) -> int:
+    """Warm-up steps of a run of ``steps``: a tenth of it, at least 1 and at most 200."""
+    return max(1, min(200, steps // 10))
+
 
 @dataclass
 class TrainState:
@@ -62,13 +74,18 @@ class TrainState:
     history: list[dict] = field(default_factory=list)
 
 
+class DataError(StylenasError):
+    """A training data folder that cannot be used."""
+
+
 def list_images(folder: str | Path) -> list[Path]:
+    """The photos under ``folder`` (recursive, sorted); at least two."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"training data folder not found: {folder}")
+        raise DataError(f"training data folder not found: {folder}")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if len(files) < 2:
-        raise ValueError(f"need at least 2 photos in {folder}, found {len(files)}")
+        raise DataError(f"need at least 2 photos in {folder}, found {len(files)}")
     return files
 
 
@@ -81,6 +98,25 @@ def split_holdout(files: list[Path]) -> tuple[list[Path], list[Path]]:
 CROP_MODES = ("resized", "native")
 
 
+@lru_cache(maxsize=2)
+def load_photos(files: tuple[Path, ...], max_short_side: int | None = None) -> tuple:
+    """Photos as uint8 ``(3, H, W)`` tensors, loaded once per process; with
+    ``max_short_side`` each is shrunk so its short side is at most that (JPEGs decode at a
+    reduced scale)."""
+    photos = []
+    for f in files:
+        with Image.open(f) as img:
+            if max_short_side:
+                img.draft("RGB", (max_short_side, max_short_side))
+            img = img.convert("RGB")
+            scale = max_short_side / min(img.size) if max_short_side else 1.0
+            if scale < 1:
+                size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+                img = img.resize(size, Image.Resampling.BILINEAR)
+            photos.append(v2.functional.pil_to_tensor(img))
+    return tuple(photos)
+
+
 class PhotoSampler:
     """Random square crops with flips from photos kept in memory.
 
@@ -88,22 +124,24 @@ class PhotoSampler:
     ``crop="native"``: ``size`` pixels of the photo at its own resolution (reflect-padded when
     the photo is smaller), so training sees the detail and statistics of full-size photos.
     ``gamma``: each crop is raised to a power drawn log-uniformly from this range (tone
-    augmentation: dark and bright photos)."""
+    augmentation: dark and bright photos). ``max_short_side``: keep the photos shrunk to this
+    (see :func:`load_photos`; resized crops lose nothing when it is about 2·``size``)."""
 
     def __init__(
         self,
-        files: list[Path],
+        files: Sequence[Path],
         size: int,
         seed: int,
         crop: str = "resized",
         gamma: tuple[float, float] = (1.0, 1.0),
+        max_short_side: int | None = None,
     ) -> None:
         if not 0 < gamma[0] <= gamma[1]:
             raise ValueError(f"gamma range must be 0 < low <= high, got {gamma}")
         self.log_gamma = (math.log(gamma[0]), math.log(gamma[1]))
         if crop not in CROP_MODES:
             raise ValueError(f"crop must be one of {', '.join(CROP_MODES)}, got {crop!r}")
-        self.images = [v2.functional.pil_to_tensor(Image.open(f).convert("RGB")) for f in files]
+        self.images = load_photos(tuple(files), max_short_side)
         cropper = (
             v2.RandomResizedCrop(size, scale=(0.25, 1.0), antialias=True)
             if crop == "resized"
@@ -185,6 +223,44 @@ def warm_start(decoder: Decoder, path: str | Path) -> int:
     return len(shared)
 
 
+Sampler = Callable[[int], torch.Tensor]  # n -> a batch (n, 3, S, S) in [0, 1]
+
+
+def fit(
+    decoder: Decoder,
+    encoder: VGGEncoder,
+    opt: torch.optim.Optimizer,
+    sample: Sampler,
+    cfg: TrainConfig,
+    state: TrainState,
+    on_step: Callable[[dict], None] | None = None,
+) -> None:
+    """The reconstruction training loop: optimiser steps from ``state.step`` up to
+    ``cfg.steps`` (warm-up then cosine learning rate, autocast, gradient clipping);
+    ``on_step(info)`` after each step with its loss parts and learning rate."""
+    device = next(decoder.parameters()).device
+    decoder.train()
+    while state.step < cfg.steps:
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * lr_factor(state.step, cfg)
+        img = sample(cfg.batch).to(device, non_blocking=True)
+        with autocast(device, cfg.precision):
+            with torch.no_grad():
+                feats = encoder(img)
+            loss, parts = reconstruction_loss(
+                decoder(feats), img, encoder, feats, cfg.pixel_weight, cfg.levels
+            )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.clip_grad:
+            torch.nn.utils.clip_grad_norm_(decoder.parameters(), cfg.clip_grad)
+        opt.step()
+        state.step += 1
+        if on_step:
+            on_step({"step": state.step, "loss": loss.item(), **parts, "lr": group["lr"]})
+    decoder.eval()
+
+
 def train(
     cfg: TrainConfig,
     resume: bool = False,
@@ -206,71 +282,48 @@ def train(
     if resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location=device, weights_only=False)
         if ck["genotype"] != str(genotype):
-            raise ValueError(f"{ckpt_path} is for genotype {ck['genotype']}, not {genotype}")
+            raise StylenasError(f"{ckpt_path} is for genotype {ck['genotype']}, not {genotype}")
         decoder.load_state_dict(ck["state_dict"])
         opt.load_state_dict(ck["optimizer"])
         state = TrainState(ck["step"], ck["history"])
         torch.set_rng_state(ck["rng"])
         log(f"resumed from {ckpt_path} at step {state.step}")
     elif ckpt_path.exists():
-        raise FileExistsError(f"{ckpt_path} exists: pass --resume to continue it or pick --out")
+        raise StylenasError(f"{ckpt_path} exists: pass --resume to continue it or pick --out")
     elif cfg.init:
         log(f"warm start: {warm_start(decoder, cfg.init)} tensors from {cfg.init}")
 
     train_files, val_files = split_holdout(list_images(cfg.data))
     sampler = PhotoSampler(train_files, cfg.size, cfg.seed + state.step, cfg.crop, tuple(cfg.gamma))
     val = val_images(val_files, cfg.val_size).to(device)
-    amp = autocast_dtype(cfg.precision)
     out.mkdir(parents=True, exist_ok=True)
-
-    def autocast():
-        return torch.autocast(device.type, dtype=amp, enabled=amp is not None)
 
     def validate() -> float:
         decoder.eval()
-        with torch.no_grad(), autocast():
+        with torch.no_grad(), autocast(device, cfg.precision):
             rec = torch.cat([decoder(encoder(v[None])) for v in val]).float()
         decoder.train()
         return psnr(rec, val)
 
-    decoder.train()
     t0 = time.perf_counter()
+
+    def after_step(info: dict) -> None:
+        step = info["step"]
+        if step % cfg.val_every == 0 or step == cfg.steps:
+            info["val_psnr"] = validate()
+            info["elapsed"] = time.perf_counter() - t0
+            state.history.append(info)
+            log(
+                f"step {step}: loss {info['loss']:.4f} pixel {info['pixel']:.5f} "
+                f"perceptual {info['perceptual']:.4f} val PSNR {info['val_psnr']:.2f} dB"
+            )
+        if on_step:
+            on_step(step, info)
+        if step % cfg.checkpoint_every == 0:
+            save_checkpoint(ckpt_path, decoder, opt, cfg, state)
+
     try:
-        while state.step < cfg.steps:
-            for group in opt.param_groups:
-                group["lr"] = cfg.lr * lr_factor(state.step, cfg)
-            img = sampler.batch(cfg.batch).to(device, non_blocking=True)
-            with autocast():
-                with torch.no_grad():
-                    feats = encoder(img)
-                rec = decoder(feats)
-                loss, parts = reconstruction_loss(
-                    rec, img, encoder, feats, cfg.pixel_weight, cfg.levels
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip_grad:
-                torch.nn.utils.clip_grad_norm_(decoder.parameters(), cfg.clip_grad)
-            opt.step()
-            state.step += 1
-            info = {
-                "step": state.step,
-                "loss": loss.item(),
-                **parts,
-                "lr": opt.param_groups[0]["lr"],
-            }
-            if state.step % cfg.val_every == 0 or state.step == cfg.steps:
-                info["val_psnr"] = validate()
-                info["elapsed"] = time.perf_counter() - t0
-                state.history.append(info)
-                log(
-                    f"step {state.step}: loss {info['loss']:.4f} pixel {info['pixel']:.5f} "
-                    f"perceptual {info['perceptual']:.4f} val PSNR {info['val_psnr']:.2f} dB"
-                )
-            if on_step:
-                on_step(state.step, info)
-            if state.step % cfg.checkpoint_every == 0:
-                save_checkpoint(ckpt_path, decoder, opt, cfg, state)
+        fit(decoder, encoder, opt, sampler.batch, cfg, state, after_step)
     except KeyboardInterrupt:
         save_checkpoint(ckpt_path, decoder, opt, cfg, state)
         log(f"interrupted: checkpoint saved at step {state.step} to {ckpt_path}")

@@ -36,9 +36,9 @@ import torch
 import torch.nn.functional as F
 
 from .device import autocast_dtype
-from .io import atomic_write, load_image
-from .model import StyleCache, Stylizer
-from .stylize import MIN_SIDE
+from .files import atomic_write
+from .images import load_image
+from .model import MIN_SIDE, StyleCache, Stylizer
 from .temporal import FlickerMeter
 from .wct import EIG_THRESHOLD, RIDGE, ColourStats, colour
 

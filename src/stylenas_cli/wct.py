@@ -1,13 +1,21 @@
 """Whitening and colouring transform (WCT), batched, with optional per-label masks.
 
-All statistics are computed in float64 with a small ridge on the covariance diagonal;
-eigenvalues below ``eig_threshold`` are dropped (their inverse square root set to 0).
-The style side is summarised once by :func:`style_stats` so a style can be reused for many
-contents (batches, video frames).
+The whole transform of one feature map is a single affine map of its channels,
+``out = M · x + b`` with ``M (C, C)``: whitening by the content covariance, colouring by the
+style covariance and the ``alpha`` blend all fold into ``M`` and ``b``. Only the C×C
+statistics are computed in float64 (covariances accumulated from chunks of the features,
+eigendecompositions with a small ridge, eigenvalues below ``eig_threshold`` dropped); the
+per-pixel product runs in the features' own dtype, so no full-resolution float64 copy is
+ever made. The style side is summarised once by :func:`style_stats` so a style can be reused
+for many contents (batches, video frames).
+
+This module is the one home of the whitening maths: the video stabiliser smooths the content
+moments through the ``smooth`` hook of :func:`wct` instead of whitening on its own.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +24,10 @@ import torch.nn.functional as F
 RIDGE = 1e-5
 EIG_THRESHOLD = 1e-5
 MIN_LABEL_PIXELS = 10  # fewer pixels than this: a label's own statistics are not trusted
+CHUNK = 1 << 14  # pixels per float64 chunk when accumulating a covariance
+
+# (mean (B, C, 1), cov (B, C, C)) -> the same, e.g. averaged over a video shot.
+Smooth = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -31,25 +43,73 @@ def _check_feature(x: torch.Tensor, name: str) -> None:
         raise ValueError(f"{name}: expected (B, C, H, W), got {tuple(x.shape)}")
 
 
-def _cov_eig(
-    x: torch.Tensor, ridge: float, shrink: float = 0.0
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``x (..., C, N)`` float64 -> mean ``(..., C, 1)``, eigenvalues, eigenvectors of cov."""
-    n = x.shape[-1]
-    mean = x.mean(-1, keepdim=True)
-    xc = x - mean
-    cov = xc @ xc.transpose(-1, -2) / max(n - 1, 1)
+def moments(flat: torch.Tensor, chunk: int = CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features ``(..., C, N)`` (any float dtype) -> float64 mean ``(..., C, 1)`` and
+    unbiased covariance ``(..., C, C)``, accumulated over chunks of ``chunk`` pixels so that
+    only one chunk is ever held in float64."""
+    n = flat.shape[-1]
+    # Shift by the first chunk's mean: E[xxᵀ] − μμᵀ then loses no precision.
+    shift = flat[..., :chunk].double().mean(-1, keepdim=True)
+    total = torch.zeros_like(shift)
+    outer = torch.zeros(*flat.shape[:-1], flat.shape[-2], dtype=torch.float64, device=flat.device)
+    for part in flat.split(chunk, dim=-1):
+        p = part.double() - shift
+        total += p.sum(-1, keepdim=True)
+        outer += p @ p.transpose(-1, -2)
+    d = total / n
+    cov = (outer - n * (d @ d.transpose(-1, -2))) / max(n - 1, 1)
+    return shift + d, cov
+
+
+def matrix_power(
+    cov: torch.Tensor, power: float, ridge: float = RIDGE, eig_threshold: float = EIG_THRESHOLD
+) -> torch.Tensor:
+    """Symmetric ``(..., C, C)`` -> ``(cov + ridge·I)^power`` (float64); eigen-directions with
+    eigenvalues at or below ``eig_threshold`` are dropped (0 in the result)."""
+    eye = torch.eye(cov.shape[-1], dtype=torch.float64, device=cov.device)
+    evals, evecs = torch.linalg.eigh(cov.double() + ridge * eye)
+    keep = evals > eig_threshold
+    scaled = torch.where(keep, evals.clamp_min(eig_threshold).pow(power), torch.zeros_like(evals))
+    return (evecs * scaled.unsqueeze(-2)) @ evecs.transpose(-1, -2)
+
+
+def whitening_matrix(
+    cov: torch.Tensor,
+    shrink: float = 0.0,
+    ridge: float = RIDGE,
+    eig_threshold: float = EIG_THRESHOLD,
+) -> torch.Tensor:
+    """Content covariance ``(..., C, C)`` -> its inverse square root.
+
+    ``shrink`` > 0 whitens with ``(cov + shrink·diag(cov)) / (1 + shrink)`` instead: the
+    channel variances are still normalised but weak correlated directions are amplified
+    less (the reference code's regularisation), which avoids blotches."""
     if shrink:
         cov = (cov + shrink * torch.diag_embed(cov.diagonal(dim1=-2, dim2=-1))) / (1 + shrink)
-    cov = cov + ridge * torch.eye(x.shape[-2], dtype=x.dtype, device=x.device)
-    evals, evecs = torch.linalg.eigh(cov)
-    return mean, evals, evecs
+    return matrix_power(cov, -0.5, ridge, eig_threshold)
 
 
-def _matrix_power(evals: torch.Tensor, evecs: torch.Tensor, power: float, threshold: float):
-    keep = evals > threshold
-    scaled = torch.where(keep, evals.clamp_min(threshold).pow(power), torch.zeros_like(evals))
-    return (evecs * scaled.unsqueeze(-2)) @ evecs.transpose(-1, -2)
+def transfer_matrix(
+    mean: torch.Tensor,
+    cov: torch.Tensor,
+    stats: ColourStats,
+    alpha: float = 1.0,
+    shrink: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Content moments (mean ``(B, C, 1)``, cov ``(B, C, C)``) and a style's statistics ->
+    the fused transform ``M (B, C, C)``, ``b (B, C, 1)`` (float64) with
+    ``M·x + b = alpha·(colour · whiten(x − mean) + style_mean) + (1 − alpha)·x``."""
+    colour_m = stats.colour.to(cov.device, torch.float64)
+    t = colour_m @ whitening_matrix(cov, shrink)
+    eye = torch.eye(cov.shape[-1], dtype=torch.float64, device=cov.device)
+    m = alpha * t + (1.0 - alpha) * eye
+    b = alpha * (stats.mean.to(cov.device, torch.float64) - t @ mean.double())
+    return m, b
+
+
+def apply_transform(flat: torch.Tensor, m: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``M (B, C, C)``, ``b (B, C, 1)`` applied to ``flat (B, C, N)`` in ``flat``'s dtype."""
+    return torch.baddbmm(b.to(flat.dtype), m.to(flat.dtype), flat)
 
 
 def whiten(
@@ -58,39 +118,38 @@ def whiten(
     eig_threshold: float = EIG_THRESHOLD,
     shrink: float = 0.0,
 ) -> torch.Tensor:
-    """Centre and whiten each sample: ``(B, C, H, W)`` -> same shape, covariance ≈ I.
-
-    ``shrink`` > 0 whitens with ``(cov + shrink·diag(cov)) / (1 + shrink)`` instead: the
-    channel variances are still normalised but weak correlated directions are amplified
-    less (the reference code's regularisation), which avoids blotches."""
+    """Centre and whiten each sample: ``(B, C, H, W)`` -> same shape, covariance ≈ I
+    (see :func:`whitening_matrix` for ``shrink``)."""
     _check_feature(x, "whiten")
     b, c, h, w = x.shape
-    flat = x.reshape(b, c, h * w).double()
-    mean, evals, evecs = _cov_eig(flat, ridge, shrink)
-    out = _matrix_power(evals, evecs, -0.5, eig_threshold) @ (flat - mean)
-    return out.reshape(b, c, h, w).to(x.dtype)
+    flat = x.reshape(b, c, h * w)
+    mean, cov = moments(flat)
+    white = whitening_matrix(cov, shrink, ridge, eig_threshold)
+    return apply_transform(flat, white, -white @ mean).reshape(b, c, h, w)
 
 
 def colour_stats_of(
     flat: torch.Tensor, ridge: float = RIDGE, eig_threshold: float = EIG_THRESHOLD
 ) -> ColourStats:
     """``(C, N)`` features -> :class:`ColourStats` (float64)."""
-    mean, evals, evecs = _cov_eig(flat.double(), ridge)
-    return ColourStats(mean, _matrix_power(evals, evecs, 0.5, eig_threshold))
+    mean, cov = moments(flat)
+    return ColourStats(mean, matrix_power(cov, 0.5, ridge, eig_threshold))
 
 
 def colour(whitened: torch.Tensor, stats: ColourStats) -> torch.Tensor:
     """Colour whitened ``(B, C, H, W)`` features with a style's statistics."""
     _check_feature(whitened, "colour")
     b, c, h, w = whitened.shape
-    flat = whitened.reshape(b, c, h * w).double()
-    out = stats.colour.to(flat.device) @ flat + stats.mean.to(flat.device)
-    return out.reshape(b, c, h, w).to(whitened.dtype)
+    m = stats.colour.to(whitened.device).expand(b, c, c)
+    bias = stats.mean.to(whitened.device).expand(b, c, 1)
+    return apply_transform(whitened.reshape(b, c, h * w), m, bias).reshape(b, c, h, w)
 
 
 def resize_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Integer label map ``(H, W)`` -> ``size`` with nearest-neighbour sampling."""
-    resized = F.interpolate(labels[None, None].float(), size=size, mode="nearest")
+    if tuple(labels.shape) == tuple(size):
+        return labels
+    resized = F.interpolate(labels[None, None].float(), size=tuple(size), mode="nearest")
     return resized[0, 0].long()
 
 
@@ -120,6 +179,7 @@ def wct(
     alpha: float = 1.0,
     labels: torch.Tensor | None = None,
     shrink: float = 0.0,
+    smooth: Smooth | None = None,
 ) -> torch.Tensor:
     """Whiten each content feature and colour it with the style's statistics.
 
@@ -127,10 +187,12 @@ def wct(
         content: ``(B, C, H, W)`` content features.
         stats: from :func:`style_stats` (key ``-1`` = whole style image).
         alpha: blend, 1 = full transfer, 0 = the content feature unchanged.
-        shrink: whitening regularisation, see :func:`whiten`.
         labels: optional content label map ``(H', W')`` shared by the batch; each label's
             pixels are whitened with their own statistics and coloured with the style's
             statistics for that label (whole-style statistics if the style lacks it).
+        shrink: whitening regularisation, see :func:`whitening_matrix`.
+        smooth: optional hook on the content moments before whitening (unmasked only), e.g.
+            the video stabiliser's average over a shot.
 
     Returns:
         ``(B, C, H, W)`` in the dtype of ``content``.
@@ -140,20 +202,22 @@ def wct(
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     if alpha == 0.0:
         return content
+    b, c, h, w = content.shape
+    flat = content.reshape(b, c, h * w)
     if labels is None:
-        out = colour(whiten(content, shrink=shrink), stats[-1])
-    else:
-        b, c, h, w = content.shape
-        lab = resize_labels(labels, (h, w)).flatten().to(content.device)
-        flat = content.reshape(b, c, h * w)
-        out_flat = torch.empty_like(flat, dtype=torch.float64)
-        for label in lab.unique().tolist():
-            sel = lab == label
-            part = flat[:, :, sel].unsqueeze(-1)  # (B, C, n, 1)
-            if int(sel.sum()) < MIN_LABEL_PIXELS:
-                out_flat[:, :, sel] = part.squeeze(-1).double()
-                continue
-            st = stats.get(label, stats[-1])
-            out_flat[:, :, sel] = colour(whiten(part, shrink=shrink), st).squeeze(-1).double()
-        out = out_flat.reshape(b, c, h, w).to(content.dtype)
-    return alpha * out + (1.0 - alpha) * content
+        mean, cov = moments(flat)
+        if smooth is not None:
+            mean, cov = smooth(mean, cov)
+        m, bias = transfer_matrix(mean, cov, stats[-1], alpha, shrink)
+        return apply_transform(flat, m, bias).reshape(b, c, h, w)
+    lab = resize_labels(labels, (h, w)).flatten().to(content.device)
+    out = flat.clone()
+    for label in lab.unique().tolist():
+        sel = lab == label
+        if int(sel.sum()) < MIN_LABEL_PIXELS:
+            continue  # too few pixels to whiten: left as they are
+        part = flat[:, :, sel]  # (B, C, n)
+        mean, cov = moments(part)
+        m, bias = transfer_matrix(mean, cov, stats.get(label, stats[-1]), alpha, shrink)
+        out[:, :, sel] = apply_transform(part, m, bias)
+    return out.reshape(b, c, h, w)

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import torch
 
+from .errors import StylenasError
 from .genotype import NAMED, Genotype, resolve
 
 
-class WeightsError(ValueError):
+class WeightsError(StylenasError):
     """A weights file that is missing, corrupt or for another architecture."""
 
 
@@ -30,7 +31,6 @@ class Weights:
     genotype: Genotype
     file: str
     sha256: str
-    description: str = ""
     # A reference point for benchmarks (e.g. the single-level WCT auto-encoder), not a
     # photorealistic decoder users should pick.
     baseline: bool = False
@@ -44,6 +44,9 @@ REGISTRY: dict[str, Weights] = {}
 
 
 def register(entry: Weights) -> Weights:
+    """Add shipped weights under a new name (a name is never silently replaced)."""
+    if entry.name in REGISTRY:
+        raise ValueError(f"weights named {entry.name!r} are already registered")
     REGISTRY[entry.name] = entry
     return entry
 
@@ -54,7 +57,6 @@ register(
         NAMED["photonas"],
         "photonas.pt",
         "b852becc65687c9d718d2844caa53d7f16b6b7fa45455fc9c5fd3b13711b4f57",
-        "PhotoNAS decoder trained for reconstruction on shared/data/train (see MODEL_CARD.md)",
     )
 )
 register(
@@ -63,7 +65,6 @@ register(
         NAMED["photonet"],
         "photonet.pt",
         "bcdd70da28ef6e73ad3f615b8e4332fb1047ddc04f38a6853fdb33324d04c093",
-        "PhotoNet (dense teacher) decoder trained for reconstruction (see MODEL_CARD.md)",
     )
 )
 register(
@@ -72,7 +73,6 @@ register(
         NAMED["wct5"],
         "wct5.pt",
         "32fabf7dcd465c6f516c789fc352f261772523203becc50697683a1b160947f0",
-        "single-level WCT auto-encoder (relu5_1 only, no skips): a benchmark baseline",
         baseline=True,
     )
 )

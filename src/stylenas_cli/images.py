@@ -1,10 +1,8 @@
-"""Image loading and saving: EXIF orientation, alpha, 16-bit, grayscale/CMYK; atomic writes."""
+"""Image loading and saving: EXIF orientation, alpha, 16-bit, grayscale/CMYK; atomic writes
+(:func:`~stylenas_cli.files.atomic_write`)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,11 +10,14 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import StylenasError
+from .files import atomic_write
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 JPEG_QUALITY = 95
 
 
-class ImageError(ValueError):
+class ImageError(StylenasError):
     """An input image that cannot be used (missing, unreadable, empty...)."""
 
 
@@ -49,6 +50,18 @@ def _to_float_rgb(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None, bool
         img = rgba.convert("RGB")
     arr = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
     return arr, alpha, False
+
+
+def oriented_size(path: str | Path) -> tuple[int, int] | None:
+    """(width, height) of an image file as displayed (EXIF rotation applied), read from its
+    header only; ``None`` when it cannot be read (the loader reports why)."""
+    try:
+        with Image.open(path) as img:
+            orientation = img.getexif().get(0x0112, 1)
+            w, h = img.size
+    except Exception:  # unreadable: reported when it is loaded
+        return None
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
 def load_image(path: str | Path, max_size: int | None = None) -> LoadedImage:
@@ -104,32 +117,6 @@ def load_labels(path: str | Path, size: tuple[int, int] | None = None) -> torch.
     arr = np.asarray(img).astype(np.int64)
     packed = (arr[..., 0] << 16) | (arr[..., 1] << 8) | arr[..., 2]
     return torch.from_numpy(packed)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(dest: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temp file beside ``dest`` then rename it into place; the temp
-    file is removed on any error, so ``dest`` is either complete or untouched."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{dest.stem}.", suffix=dest.suffix + ".tmp", dir=dest.parent
-    )
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        write(tmp_path)
-        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; use the usual mode
-        os.replace(tmp_path, dest)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
-    return dest
 
 
 def save_image(rgb: torch.Tensor, dest: str | Path, alpha: np.ndarray | None = None) -> Path:

@@ -20,7 +20,7 @@ SPEED_ARCHS = ("photonas", "photonet", "wct5")
 
 
 def _error(err: Exception) -> click.ClickException:
-    from .cli import StylenasError
+    from ._common import CleanError as StylenasError
 
     return StylenasError(str(err))
 
@@ -152,7 +152,7 @@ def eval_command(
     stylenas eval ../shared/data/bench/stylenas --arch photonas --arch photonet
     stylenas eval pairs/ --arch photonas --weights runs/photonas/last.pt --max-size 512
     """
-    from .evaluate import EvalConfig, evaluate
+    from ..evaluate import EvalConfig, evaluate
 
     archs = tuple(dict.fromkeys(archs))
     cfg = EvalConfig(
@@ -265,8 +265,8 @@ def bench_speed_command(archs, sizes, repeats, baselines, device, precision, qui
     (speed does not depend on the weights)."""
     import datetime as dt
 
-    from .device import resolve_device
-    from .evaluate import bench_speed, machine_name, speed_markdown
+    from ..device import resolve_device
+    from ..evaluate import bench_speed, machine_name, speed_markdown
 
     archs = tuple(dict.fromkeys(archs))
     console = _console()

@@ -154,7 +154,7 @@ def _final_steps(default: int):
 
 
 def _genotypes(text: str):
-    from .genotype import resolve
+    from ..genotype import resolve
 
     return tuple(resolve(t.strip()) for t in text.split(",") if t.strip())
 
@@ -192,11 +192,12 @@ def _run(kind: str, opts: dict, extra_config: dict, make_objective) -> None:
     returns (objective, search space, plot title)."""
     from rich.markup import escape
 
-    from .cli import StylenasError, _console
-    from .nas import TrainSettings, find_pairs
-    from .runs import Plan, Run, execute
-    from .search import make_executor
-    from .train import list_images
+    from ..nas import TrainSettings, find_pairs
+    from ..runs import Plan, Run, execute
+    from ..search import make_executor
+    from ..train import list_images
+    from ._common import CleanError as StylenasError
+    from ._common import console as _console
 
     t0 = time.perf_counter()
     executor = None
@@ -293,8 +294,8 @@ def _finalize(run, objective, summary: dict, opts: dict, console) -> dict:
     """Train the winner ``--final-steps`` more steps; best.json then names winner.pt."""
     from rich.markup import escape
 
-    from .genotype import Genotype
-    from .nas import train_winner
+    from ..genotype import Genotype
+    from ..nas import train_winner
 
     steps = opts["final_steps"]
     with _progress(console, "final", opts["quiet"]) as bar:
@@ -349,8 +350,8 @@ def search_command(val_photos, w_recon, w_gram, w_ssim, w_gflops, w_params, w_ti
     stylenas search -o runs/search --budget 24 --workers 2
     stylenas stylize photo.jpg style.jpg --arch runs/search/best.json
     """
-    from .genotype import SEARCHABLE_BITS
-    from .nas import StyleNASObjective, prepare_stylenas
+    from ..genotype import SEARCHABLE_BITS
+    from ..nas import StyleNASObjective, prepare_stylenas
 
     weights = {
         "recon": w_recon,
@@ -412,9 +413,9 @@ def prune_command(teacher, teacher_weights, warm_start, w_r, w_p, w_m, **opts):
     stylenas prune --teacher photonet -o runs/prune --final-steps 400
     stylenas stylize photo.jpg style.jpg --arch runs/prune/best.json
     """
-    from .cli import StylenasError
-    from .nas import PStepObjective, prepare_pstep
-    from .weights import WeightsError, resolve_arch_and_weights, sha256_of
+    from ..nas import PStepObjective, prepare_pstep
+    from ..weights import WeightsError, resolve_arch_and_weights, sha256_of
+    from ._common import CleanError as StylenasError
 
     weights = {"l_r": w_r, "l_p": w_p, "l_m": w_m}
     try:
@@ -427,7 +428,7 @@ def prune_command(teacher, teacher_weights, warm_start, w_r, w_p, w_m, **opts):
         raise StylenasError(str(err)) from None
 
     def make(run, settings, val_pairs):
-        from .model import Stylizer
+        from ..model import Stylizer
 
         st = Stylizer.from_pretrained(genotype, teacher_file, opts["device"])
         prepare_pstep(run.path, val_pairs, opts["val_count"], opts["val_size"], st, teacher_id)

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import click
 
-from ._cli_options import arch_option, weights_option
+from ._common import arch_option, weights_option
 
 DEVICE_HELP = "Where to run: auto (CUDA if available), cpu, cuda or cuda:N."
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
 
 
 def _fail(message: str) -> click.ClickException:
-    from .cli import StylenasError  # lazy: cli.py imports this module
+    from ._common import CleanError as StylenasError  # lazy: cli.py imports this module
 
     return StylenasError(message)
 
@@ -27,7 +27,7 @@ def _fail(message: str) -> click.ClickException:
 def _frames_option(ctx, param, value):
     if value is None:
         return (0, None)
-    from .video import parse_frames
+    from ..video import parse_frames
 
     try:
         return parse_frames(value)
@@ -181,10 +181,10 @@ def video_command(
     from rich.markup import escape
     from rich.progress import Progress
 
-    from .io import ImageError
-    from .model import Stylizer
-    from .video import VideoConfig, VideoError, plan_output, probe, resolve_codec, stylize_video
-    from .weights import WeightsError
+    from ..images import ImageError
+    from ..model import Stylizer
+    from ..video import VideoConfig, VideoError, plan_output, probe, resolve_codec, stylize_video
+    from ..weights import WeightsError
 
     if not 0.0 <= alpha <= 1.0:
         raise click.BadParameter(f"must be between 0 and 1, got {alpha}", param_hint="--alpha")
@@ -268,8 +268,8 @@ def eval_video_command(source, stylized, frames, as_json) -> None:
     flicker ratio: mean |out_t - out_t-1| / mean |in_t - in_t-1| (1.0 = as stable as the source)
     warp error:    change motion does not explain (needs OpenCV: pip install opencv-python-headless)
     """
-    from .temporal import FlickerMeter, WarpErrorMeter, has_flow
-    from .video import VideoError, probe, read_frames
+    from ..temporal import FlickerMeter, WarpErrorMeter, has_flow
+    from ..video import VideoError, probe, read_frames
 
     try:
         src, out = probe(source), probe(stylized)

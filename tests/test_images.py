@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from conftest import PHOTO_SIZE, alpha_ramp, photo_array, write_labels
-from stylenas_cli.io import ImageError, atomic_write, load_image, load_labels, save_image
+from stylenas_cli.images import ImageError, atomic_write, load_image, load_labels, save_image
 
 W, H = PHOTO_SIZE
 

@@ -1,0 +1,41 @@
+"""``stylenas`` command line: thin Click commands over the library, one module per group.
+
+Each command module holds its commands only; :mod:`._common` holds what they share (errors,
+console, options, signals). Library modules are imported inside the commands, so
+``stylenas --help`` does not import torch.
+"""
+
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+from ._common import CONTEXT
+from .arch import arch_command
+from .eval import bench_speed_command, eval_command
+from .search import prune_command, search_command
+from .stylize import stylize_command
+from .train import train_command
+from .video import eval_video_command, video_command
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, prog_name="stylenas")
+def main() -> None:
+    """Ultrafast photorealistic style transfer (StyleNAS / PhotoNAS)."""
+
+
+for _command in (
+    stylize_command,
+    video_command,
+    train_command,
+    arch_command,
+    eval_command,
+    eval_video_command,
+    bench_speed_command,
+    search_command,
+    prune_command,
+):
+    main.add_command(_command)
+
+__all__ = ["main"]

@@ -1,0 +1,144 @@
+"""What every command shares: the one place where library errors, shortage of memory and
+interruptions become a clean line and an exit code; the stderr console; shared options.
+
+Library code raises :class:`~stylenas_cli.errors.StylenasError` (one line for the user);
+:class:`Command` turns it into ``error: <message>`` and exit 1, an allocator failure into a
+line saying what to change, and Ctrl-C or SIGTERM into exit 130. Nothing here imports torch,
+so ``--help`` and ``--version`` start instantly.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import StylenasError, is_oom
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
+INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C (128 + SIGINT)
+
+
+class CleanError(click.ClickException):
+    """One line ``error: <message>`` on stderr, exit code 1."""
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+class Command(click.Command):
+    """A command whose failures end as one clean line (see the module docstring).
+
+    ``interrupted``: what to say when the command is stopped by Ctrl-C or SIGTERM (what
+    ``timeout``, ``kill`` and ``docker stop`` send), e.g. how to resume."""
+
+    def __init__(self, *args, interrupted: str = "interrupted", **kwargs) -> None:
+        kwargs.setdefault("context_settings", CONTEXT)
+        super().__init__(*args, **kwargs)
+        self.interrupted = interrupted
+
+    def invoke(self, ctx: click.Context):
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            return super().invoke(ctx)
+        except StylenasError as err:
+            raise CleanError(first_line(err)) from None
+        except KeyboardInterrupt:
+            click.echo(f"error: {self.interrupted}", err=True)
+            sys.exit(INTERRUPTED)
+        except (RuntimeError, MemoryError) as err:
+            if not is_oom(err):
+                raise
+            raise CleanError(
+                "out of memory: try a smaller --max-size or --batch-size, or --device cpu"
+            ) from None
+        except OSError as err:  # disk full, permission denied, ...
+            where = f"{err.filename}: " if err.filename else ""
+            raise CleanError(f"{where}{err.strerror or first_line(err)}") from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def command(name: str | None = None, **attrs):
+    """``@click.command`` with :class:`Command` and the shared context settings."""
+    return click.command(name, cls=Command, **attrs)
+
+
+def console():
+    """A rich console on stderr (stdout stays for results)."""
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def options(*decorators):
+    """Several click decorators as one."""
+
+    def apply(f):
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+
+    return apply
+
+
+device_option = click.option(
+    "--device", default="auto", help="Where to run: auto (CUDA if available), cpu, cuda or cuda:N."
+)
+
+
+def precision_option(default: str = "fp32", what: str = "the convolutions"):
+    return click.option(
+        "--precision",
+        type=click.Choice(["fp32", "fp16", "bf16"]),
+        default=default,
+        help=f"Autocast precision of {what}.",
+    )
+
+
+arch_option = click.option(
+    "--arch",
+    default=None,
+    help="photonas, photonet, a 32-bit genotype string or a search run's best.json. "
+    "Default: the genotype stored in --weights, else photonas.",
+)
+weights_option = click.option(
+    "--weights",
+    type=click.Path(path_type=Path),
+    help="Decoder weights file. Default: the shipped weights of --arch.",
+)
+overwrite_option = click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
+
+
+def alpha_option(f):
+    def check(ctx, param, value: float) -> float:
+        if not 0.0 <= value <= 1.0:
+            raise click.BadParameter(f"must be between 0 and 1, got {value}")
+        return value
+
+    return click.option(
+        "--alpha",
+        type=float,
+        default=1.0,
+        callback=check,
+        help="Stylisation strength in [0, 1] (0 = content unchanged).",
+    )(f)
+
+
+def progress(console, *columns, **kwargs):
+    """A rich progress display on ``console`` with these columns."""
+    from rich.progress import Progress
+
+    return Progress(*columns, console=console, **kwargs)

@@ -1,0 +1,131 @@
+"""``stylenas stylize``: photos in, stylised photos out."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from ._common import (
+    alpha_option,
+    arch_option,
+    command,
+    console,
+    device_option,
+    overwrite_option,
+    precision_option,
+    quiet_option,
+    weights_option,
+)
+
+
+@command("stylize")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "-s",
+    "--style",
+    type=click.Path(path_type=Path),
+    help="Style photo. If omitted, the last PATH is the style.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(),  # str: a trailing slash (= a directory) must survive
+    help="Output file (one content) or directory. Default: <stem>_stylized.<ext> "
+    "beside each content.",
+)
+@arch_option
+@weights_option
+@alpha_option
+@click.option(
+    "--max-size",
+    type=click.IntRange(min=32),
+    default=None,
+    help="Resize so the long side is at most this (keeps aspect). Default: keep the original size.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=4,
+    help="Contents of the same size stylised together.",
+)
+@device_option
+@precision_option("fp32", "the convolutions (WCT statistics always in float64)")
+@click.option(
+    "--content-mask",
+    type=click.Path(path_type=Path),
+    help="Colour-coded label map of the content (one content only).",
+)
+@click.option(
+    "--style-mask",
+    type=click.Path(path_type=Path),
+    help="Colour-coded label map of the style; same colours = same regions.",
+)
+@overwrite_option
+@quiet_option
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON object per content on stdout."
+)
+def stylize_command(
+    paths,
+    style,
+    output,
+    arch,
+    weights,
+    alpha,
+    max_size,
+    batch_size,
+    device,
+    precision,
+    content_mask,
+    style_mask,
+    overwrite,
+    quiet,
+    as_json,
+) -> None:
+    """Give each CONTENT photo the colour and tone of a STYLE photo.
+
+    \b
+    stylenas stylize content.jpg style.jpg
+    stylenas stylize photos/ --style ref.jpg -o out/
+    """
+    from rich.markup import escape
+
+    from ..images import ImageError
+    from ..model import Stylizer
+    from ..stylize import StylizeConfig, expand_contents, plan_image_outputs, stylize_files
+
+    paths = list(paths)
+    if style is None:
+        if len(paths) < 2:
+            raise click.UsageError("give a content and a style: CONTENT... STYLE or --style")
+        style = paths.pop()
+    cfg = StylizeConfig(alpha, max_size, batch_size, overwrite, content_mask, style_mask)
+    if not style.is_file():
+        raise ImageError(f"{style}: style file not found")
+    contents = expand_contents(paths)
+    outputs = plan_image_outputs(contents, output)
+    model = Stylizer.from_pretrained(arch, weights, device, precision)
+    err_console = console()
+
+    def report(r) -> None:
+        if as_json:
+            click.echo(json.dumps(r.as_dict()))
+        if not r.ok:
+            click.echo(f"error: {r.error}", err=True)
+        elif not quiet:
+            name = escape(str(r.output))  # a file name may hold [brackets]
+            err_console.print(f"{name}  [dim]{r.width}x{r.height} {r.seconds:.2f}s {r.device}[/]")
+
+    if quiet:
+        results = stylize_files(model, contents, style, outputs, cfg, report)
+    else:
+        with err_console.status("stylising...", spinner="dots"):
+            results = stylize_files(model, contents, style, outputs, cfg, report)
+    failed = sum(not r.ok for r in results)
+    if failed:
+        if not quiet:
+            click.echo(f"{failed} of {len(results)} failed", err=True)
+        sys.exit(1)

@@ -1,0 +1,168 @@
+"""``stylenas train``: reconstruction training of a decoder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ._common import command, console, device_option, precision_option
+
+
+def _gamma_range(ctx, param, text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected LOW,HIGH, got {text!r}") from None
+    if not 0 < low <= high:
+        raise click.BadParameter(f"need 0 < LOW <= HIGH, got {text!r}")
+    return low, high
+
+
+def _levels(ctx, param, text: str) -> tuple[str, ...]:
+    from ..encoder import LEVELS
+
+    levels = tuple(x for x in text.split(",") if x)
+    bad = [x for x in levels if x not in LEVELS]
+    if bad:
+        raise click.BadParameter(f"unknown level(s) {bad}; use {','.join(LEVELS)}")
+    return levels
+
+
+@command("train", interrupted="interrupted; resume with --resume")
+@click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--arch", default="photonas", help="photonas, photonet or a 32-bit genotype.")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("runs/train"),
+    help="Run directory (checkpoint last.pt, log).",
+)
+@click.option("--steps", type=click.IntRange(min=1), default=4000, help="Optimiser steps.")
+@click.option("--batch", type=click.IntRange(min=1), default=8, help="Photos per step.")
+@click.option("--size", type=click.IntRange(min=32), default=256, help="Random crop side (px).")
+@click.option(
+    "--crop",
+    type=click.Choice(["resized", "native"]),
+    default="resized",
+    help="resized: 25-100% of a photo scaled to --size; native: --size px at the photo's "
+    "own resolution (matches full-size use).",
+)
+@click.option(
+    "--gamma",
+    default="1,1",
+    callback=_gamma_range,
+    help="Tone augmentation: each crop becomes crop**g with g log-uniform in LOW,HIGH "
+    "(e.g. 0.7,2.0 teaches dark photos; 1,1 = off).",
+)
+@click.option("--lr", type=float, default=5e-4, help="Peak learning rate (warm-up, cosine).")
+@click.option(
+    "--clip-grad", type=float, default=1.0, help="Clip the global gradient norm to this (0 = off)."
+)
+@click.option(
+    "--pixel-weight",
+    type=float,
+    default=10.0,
+    help="Weight of the pixel MSE against the mean perceptual term.",
+)
+@click.option(
+    "--levels",
+    default="relu1_1,relu2_1,relu3_1,relu4_1,relu5_1",
+    callback=_levels,
+    help="Encoder levels of the perceptual loss, comma-separated ('' = none).",
+)
+@precision_option("bf16")
+@device_option
+@click.option(
+    "--checkpoint-every",
+    type=click.IntRange(min=1),
+    default=200,
+    help="Save a checkpoint every N steps.",
+)
+@click.option(
+    "--val-every",
+    type=click.IntRange(min=1),
+    default=200,
+    help="Validation PSNR on held-aside photos every N steps.",
+)
+@click.option(
+    "--init",
+    type=click.Path(exists=True, path_type=Path),
+    help="Warm start from a checkpoint sharing layers.",
+)
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
+@click.option("--seed", type=int, default=0, help="Random seed.")
+@click.option(
+    "--export",
+    type=click.Path(path_type=Path),
+    help="After training, write fp16 weights to this file.",
+)
+def train_command(
+    data,
+    arch,
+    out,
+    steps,
+    batch,
+    size,
+    crop,
+    gamma,
+    lr,
+    clip_grad,
+    pixel_weight,
+    levels,
+    precision,
+    device,
+    checkpoint_every,
+    val_every,
+    init,
+    resume,
+    seed,
+    export,
+) -> None:
+    """Train a decoder to reconstruct the photos in DATA (encoder frozen, SPEC §4).
+
+    Ctrl-C or SIGTERM (a scheduler stopping the job) saves a checkpoint in --out first;
+    rerun with --resume to continue."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ..train import TrainConfig, export_weights, set_threads, train
+
+    cfg = TrainConfig(
+        str(data),
+        arch,
+        str(out),
+        steps,
+        batch,
+        size,
+        lr,
+        levels=levels,
+        pixel_weight=pixel_weight,
+        precision=precision,
+        device=device,
+        seed=seed,
+        checkpoint_every=checkpoint_every,
+        val_every=val_every,
+        init=str(init) if init else None,
+        clip_grad=clip_grad,
+        crop=crop,
+        gamma=gamma,
+    )
+    set_threads()
+    columns = (
+        TextColumn("[bold]train"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console(), transient=False) as bar:
+        task = bar.add_task("train", total=steps, info="")
+
+        def on_step(step: int, info: dict) -> None:
+            bar.update(task, completed=step, info=f"loss {info['loss']:.4f}")
+
+        ckpt = train(cfg, resume, on_step, log=lambda m: bar.console.print(m))
+    click.echo(str(ckpt))
+    if export:
+        click.echo(str(export_weights(ckpt, export)))
