@@ -60,7 +60,7 @@ class PeakRSS:
 
 
 def synthetic_clip(path: Path, frames: int, size: str, fps: int = 24) -> Path:
-    from stylenas_cli.video import ffmpeg_exe
+    from stylenas_cli.video.ffmpeg import ffmpeg_exe
 
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-v", "error", "-f", "lavfi"]
     cmd += ["-i", f"testsrc2=size={size}:rate={fps}", "-frames:v", str(frames)]

@@ -6,7 +6,7 @@ import torch
 from stylenas_cli.decoder import Decoder, count_parameters, decoder_flops
 from stylenas_cli.encoder import CHANNELS, LEVELS
 from stylenas_cli.genotype import NAMED
-from stylenas_cli.search import random_genotype
+from stylenas_cli.nas.evolution import random_genotype
 
 GENOTYPES = list(NAMED.values()) + [random_genotype(random.Random(s)) for s in range(3)]
 

@@ -15,9 +15,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from conftest import write_labels, write_photo
-from stylenas_cli import metrics
 from stylenas_cli.cli.eval import bench_speed_command, eval_command, parse_weights
-from stylenas_cli.evaluate import (
+from stylenas_cli.errors import StylenasError
+from stylenas_cli.evaluation import (
     COLUMNS,
     REFERENCE,
     EvalConfig,
@@ -25,6 +25,7 @@ from stylenas_cli.evaluate import (
     SpeedRow,
     evaluate,
     find_pairs,
+    runner,
     speed_markdown,
     summarise,
     wins_losses,
@@ -60,7 +61,7 @@ def pairs(tmp_path) -> Path:
 @pytest.fixture
 def small_gram(monkeypatch):
     """Gram features at 64 px instead of EVAL.md's 512 (the same code path, ~50x quicker)."""
-    monkeypatch.setattr(metrics, "GRAM_LONG_SIDE", 64)
+    monkeypatch.setattr(runner, "GRAM_LONG_SIDE", 64)
 
 
 def _read_csv(path: Path) -> list[dict]:
@@ -98,6 +99,10 @@ def test_find_pairs_reports_what_is_missing(tmp_path):
     (root / "style" / "b.png").unlink()
     with pytest.raises(EvalError, match="no style for content b"):
         find_pairs(root)
+
+
+def test_eval_error_is_a_stylenas_error():
+    assert issubclass(EvalError, StylenasError)
 
 
 # --- a whole evaluation --------------------------------------------------------------------
@@ -248,6 +253,17 @@ def test_cli_empty_folder_is_one_clean_error(tmp_path):
     errors = _error_lines(result)
     assert len(errors) == 1 and "no content/ folder" in errors[0]
     assert not (tmp_path / "r").exists()
+
+
+def test_cli_too_small_content_is_one_clean_error(pairs, tmp_path, weights_file):
+    write_photo(pairs / "content" / "a.png", size=(20, 48))
+    argv = [str(pairs), "--weights", str(weights_file), "-o", str(tmp_path / "r"), "--limit", "1"]
+    result = CliRunner().invoke(eval_command, [*argv, "-q"])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    errors = _error_lines(result)
+    assert len(errors) == 1 and "content is 20x48; both sides must be >= 32 px" in errors[0]
+    assert str(pairs / "content" / "a.png") in errors[0]
 
 
 def test_cli_weights_for_another_arch_is_a_usage_error(pairs, weights_file):

@@ -10,7 +10,7 @@ from stylenas_cli.genotype import (
     Genotype,
     resolve,
 )
-from stylenas_cli.search import random_genotype
+from stylenas_cli.nas.evolution import random_genotype
 
 
 def test_named_genotypes_match_the_spec():

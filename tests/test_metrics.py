@@ -9,8 +9,10 @@ from skimage.color import rgb2lab
 from skimage.filters import gaussian
 
 from conftest import photo_array
-from stylenas_cli import baselines, metrics
 from stylenas_cli.decoder import Decoder
+from stylenas_cli.encoder import LEVELS
+from stylenas_cli.errors import StylenasError
+from stylenas_cli.evaluation import baselines, metrics
 from stylenas_cli.genotype import NAMED
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -85,6 +87,13 @@ def test_output_must_be_at_the_content_size():
         metrics.ssim(photo(), photo(size=(40, 32)))
 
 
+def test_ssim_takes_chw_tensors_as_the_searches_hold_them():
+    img, other = photo(), blur(photo(), 2.0)
+    as_chw = [torch.from_numpy(a).permute(2, 0, 1).float() for a in (img, other)]  # (3, H, W)
+    assert metrics.ssim(*as_chw) == pytest.approx(metrics.ssim(img, other), abs=1e-6)
+    assert metrics.ssim(as_chw[0], as_chw[0]) == pytest.approx(1.0)
+
+
 # --- colour --------------------------------------------------------------------------------
 
 
@@ -135,6 +144,41 @@ def test_gram_matrices_are_symmetric_psd_per_level():
         assert g.shape[0] == g.shape[1], level
         torch.testing.assert_close(g, g.T)
         assert torch.linalg.eigvalsh(g).min() > -1e-6 * g.abs().max()
+
+
+def test_grams_of_is_f_ft_over_hw_for_any_features():
+    feats = torch.randn(2, 4, 3, 5, dtype=torch.float64)
+    one = metrics.grams_of({"x": feats[:1]})["x"]
+    f = feats[0].reshape(4, 15).float()
+    assert one.shape == (4, 4)
+    torch.testing.assert_close(one, f @ f.T / 15)
+    torch.testing.assert_close(metrics.grams_of({"x": feats[0]})["x"], one)  # (C, H, W)
+    batch = metrics.grams_of({"x": feats})["x"]
+    assert batch.shape == (2, 4, 4)
+    torch.testing.assert_close(batch[0], one)
+    with pytest.raises(ValueError, match=r"x: expected .* got \(4, 15\)"):
+        metrics.grams_of({"x": feats[0].reshape(4, 15)})
+
+
+def test_gram_distance_of_any_encoders_grams():
+    feats = {"a": torch.rand(1, 8, 6, 6), "b": torch.rand(1, 16, 3, 3)}
+    grams = metrics.grams_of(feats)
+    assert metrics.gram_distance(grams, grams) == 0.0
+    # Features twice as large: Gram matrices 4x, so ‖4G − G‖² / ‖G‖² = 9 at every level.
+    doubled = metrics.grams_of({k: 2 * f for k, f in feats.items()})
+    assert metrics.gram_distance(doubled, grams) == pytest.approx(9.0, rel=1e-5)
+    with pytest.raises(ValueError, match="b: expected a"):
+        metrics.gram_distance({"a": grams["a"]}, grams)
+
+
+def test_gram_matrices_are_grams_of_the_gram_encoder():
+    img = photo()
+    x = torch.from_numpy(metrics.resize_long_side(img, GRAM_SIDE)).float().permute(2, 0, 1)
+    expected = metrics.grams_of(metrics.gram_encoder()(x[None], LEVELS))
+    got = metrics.gram_matrices(img, long_side=GRAM_SIDE)
+    assert list(got) == list(LEVELS)
+    for level in got:
+        torch.testing.assert_close(got[level], expected[level].double())
 
 
 def test_swapping_the_style_raises_gram():
@@ -224,4 +268,6 @@ def test_histogram_matching_closes_most_of_the_colour_gap():
 
 def test_unknown_baseline_lists_the_valid_names():
     with pytest.raises(ValueError, match="histogram, reinhard"):
+        baselines.get("reinhardt")
+    with pytest.raises(StylenasError):  # shown by the CLI as one clean line
         baselines.get("reinhardt")

@@ -1,31 +1,38 @@
-"""The real objectives (nas.py) and the `search` / `prune` commands (cli_search.py), tiny."""
+"""The real objectives (nas.objectives) and whole runs from Python (nas.run), tiny; the
+`search` / `prune` commands over them are tested in test_search_cli.py."""
 
 from __future__ import annotations
 
 import json
+import math
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 from PIL import Image
 from skimage import data
 
-from stylenas_cli.cli import main
 from stylenas_cli.decoder import Decoder
+from stylenas_cli.errors import StylenasError
+from stylenas_cli.evaluation import find_pairs
+from stylenas_cli.evaluation.metrics import gram_distance, grams_of
 from stylenas_cli.genotype import NAMED, Genotype
 from stylenas_cli.nas import (
     PStepObjective,
+    SearchConfig,
     TrainSettings,
     derive_seed,
-    find_pairs,
-    gram_loss,
     prepare_pstep,
     pstep_score,
-    spread,
+    resolve_precision,
+    search,
+    short_train,
 )
-from stylenas_cli.search import evolve, random_genotype
+from stylenas_cli.nas.evolution import Scores, evolve, random_genotype
+from stylenas_cli.nas.objectives import pair_paths, spread
+from stylenas_cli.train import default_warmup
 
 pytestmark = pytest.mark.usefixtures("one_thread", "fast_encoder")
 SOURCES = ("astronaut", "chelsea", "coffee", "rocket")
@@ -46,7 +53,7 @@ def pairs_dir(tmp_path_factory) -> Path:
         for sub, name in (("content", c), ("style", s)):
             (d / sub).mkdir(exist_ok=True)
             Image.fromarray(getattr(data, name)()).resize((64, 48)).save(d / sub / f"{k:02d}.jpg")
-    (d / "content" / "orphan.jpg").write_bytes((d / "content" / "00.jpg").read_bytes())
+    (d / "style" / "orphan.jpg").write_bytes((d / "style" / "00.jpg").read_bytes())
     return d
 
 
@@ -67,8 +74,13 @@ def test_pstep_score_on_known_numbers():
 
 
 def test_gram_loss_properties():
+    # The search's gram objective is the evaluation's formula (one formula, one epsilon).
     torch.manual_seed(0)
     feats = {"a": torch.rand(1, 8, 5, 5), "b": torch.rand(1, 4, 3, 3)}
+
+    def gram_loss(out, style):
+        return gram_distance(grams_of(out), grams_of(style))
+
     assert gram_loss(feats, feats) == pytest.approx(0.0, abs=1e-7)
     doubled = {k: 2 * v for k, v in feats.items()}  # G scales by 4: ‖4G − G‖² / ‖G‖² = 9
     assert gram_loss(doubled, feats) == pytest.approx(9.0, rel=1e-5)
@@ -77,10 +89,18 @@ def test_gram_loss_properties():
 
 
 def test_pairs_spread_and_seeds(pairs_dir, tmp_path):
-    pairs = find_pairs(pairs_dir)
-    assert [c.stem for c, _ in pairs] == ["00", "01"]  # the orphan content has no style
-    with pytest.raises(FileNotFoundError, match="content/ and style/"):
+    pairs = pair_paths(pairs_dir)
+    assert [c.stem for c, _ in pairs] == ["00", "01"]  # the orphan style has no content
+    assert [s.parent.name for _, s in pairs] == ["style", "style"]
+    with pytest.raises(StylenasError, match="content/ and style/"):
         find_pairs(tmp_path)
+    # The evaluation's pair finder refuses a content without its style (it was skipped).
+    orphan = tmp_path / "orphan"
+    for sub in ("content", "style"):
+        (orphan / sub).mkdir(parents=True)
+    (orphan / "content" / "x.jpg").write_bytes((pairs_dir / "content" / "00.jpg").read_bytes())
+    with pytest.raises(StylenasError, match="no style for content x"):
+        pair_paths(orphan)
     assert spread(list(range(10)), 3) == [0, 4, 9] and spread([1, 2], 5) == [1, 2]
     g = NAMED["photonas"]
     assert derive_seed(0, g) == derive_seed(0, str(g)) != derive_seed(1, g)
@@ -92,8 +112,6 @@ def test_prune_students_are_sub_networks_of_the_teacher():
     seen = []
 
     def fitness(g):
-        from stylenas_cli.search import Scores
-
         seen.append(g)
         return Scores.of({"on": g.n_on}, {"on": 1.0})
 
@@ -121,105 +139,82 @@ def test_pstep_teacher_scores_zero_against_itself(photo_dir, pairs_dir, tmp_path
     assert sorted(p.name for p in (tmp_path / "teacher").iterdir()) == ["00.png", "01.png"]
 
 
-def test_search_cli_end_to_end(photo_dir, pairs_dir, tmp_path):
-    from stylenas_cli.cli.search import search_command
-    from stylenas_cli.model import Stylizer, pil_to_tensor
-
-    out = tmp_path / "run"
-    args = [
-        *("--train-data", photo_dir, "--val-pairs", pairs_dir, "-o", out),
-        *("--budget", 3, "--population", 2, "--sample", 1, "--train-steps", 2),
-        *("--image-size", 48, "--val-size", 48, "--batch", 2, "--val-photos", 1),
-        *("--device", "cpu", "--json"),
-    ]
-    result = CliRunner().invoke(search_command, list(map(str, args)))
-    assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout.splitlines()[-1])
-    records = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
-    assert len(records) == 3 and len({r["genotype"] for r in records}) == 3
-    assert records[0]["genotype"] == str(NAMED["photonas"])  # --include default
-    for r in records:
-        assert r["error"] is None and r["worker"] and r["train_seconds"] > 0
-        assert set(r["objectives"]) >= {"recon", "gram", "dssim", "params_m", "gflops"}
-    config = json.loads((out / "config.json").read_text())
-    assert config["budget"] == 3 and config["train"]["steps"] == 2
-    assert Image.open(out / "pareto.png").format == "PNG"
-    best = json.loads((out / "best.json").read_text())
-    assert (
-        best["genotype"]
-        == summary["genotype"]
-        == min(records, key=lambda r: r["fitness"])["genotype"]
-    )
-    assert best["pareto_front"] and (out / best["checkpoint"]).is_file()
-    st = Stylizer.from_pretrained(str(out / "best.json"), device="cpu")
-    assert str(st.genotype) == best["genotype"]
-    img = pil_to_tensor(Image.open(pairs_dir / "content" / "00.jpg"))
-    assert st.stylize(img, img).shape == img.shape
-    # Any candidate kept on disk works with `stylenas stylize --arch <genotype> --weights`.
-    for arch, weights in [(best["genotype"], out / best["checkpoint"]), (out / "best.json", None)]:
-        dest = tmp_path / f"out_{len(list(tmp_path.glob('out_*')))}.png"
-        argv = ["stylize", pairs_dir / "content" / "00.jpg", pairs_dir / "style" / "00.jpg"]
-        argv += ["--arch", arch, "-o", dest, "--device", "cpu"]
-        argv += ["--weights", weights] if weights else []
-        done = CliRunner().invoke(main, list(map(str, argv)))
-        assert done.exit_code == 0, done.output
-        assert Image.open(dest).size == (64, 48)
-
-    # Rerunning with --resume finds every candidate done; without it, refuses.
-    again = CliRunner().invoke(search_command, list(map(str, args)) + ["--resume"])
-    assert again.exit_code == 0, again.output
-    assert len((out / "records.jsonl").read_text().splitlines()) == 3
-    refused = CliRunner().invoke(search_command, list(map(str, args)))
-    assert refused.exit_code == 1 and "error:" in refused.output and "--resume" in refused.output
+def test_training_settings_resolve_precision_and_warmup():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_precision("auto", cpu) == "fp32" and resolve_precision("auto", cuda) == "bf16"
+    assert resolve_precision("fp16", cpu) == "fp16"
+    with pytest.raises(StylenasError, match="precision"):
+        resolve_precision("fp8", cpu)
+    cfg = TrainSettings("photos", steps=3000, device="cpu").config(steps=50)
+    assert cfg.precision == "fp32" and cfg.steps == 50 and cfg.warmup == default_warmup(50) == 5
 
 
-def test_cli_errors_are_one_line(tmp_path, photo_dir):
-    from stylenas_cli.cli.search import prune_command, search_command
-
-    result = CliRunner().invoke(search_command, ["--train-data", str(tmp_path / "nope")])
-    assert result.exit_code == 1
-    assert result.output.strip() == f"error: training data folder not found: {tmp_path / 'nope'}"
-    result = CliRunner().invoke(
-        prune_command, ["--teacher", "photonas", "--teacher-weights", str(tmp_path / "w.pt")]
-    )
-    assert result.exit_code == 1 and result.output.startswith("error: weights file not found")
-    weights = _random_weights(tmp_path / "w.pt", NAMED["photonas"])
-    result = CliRunner().invoke(
-        prune_command,
-        [
-            *("--teacher", "photonas", "--teacher-weights", str(weights)),
-            *("--include", "photonet", "--train-data", str(photo_dir)),
-            *("--val-pairs", str(tmp_path), "-o", str(tmp_path / "run")),
-        ],
-    )
-    assert result.exit_code == 1 and "not a sub-network of the teacher" in result.output
-
-
-def test_prune_cli_end_to_end(photo_dir, pairs_dir, tmp_path):
-    from stylenas_cli.cli.search import prune_command
+def test_short_train_is_train_fit_under_the_asked_precision(photo_dir, monkeypatch):
+    import stylenas_cli.train as train
     from stylenas_cli.model import Stylizer
 
-    teacher = NAMED["photonas"]
-    weights = _random_weights(tmp_path / "teacher.pt", teacher)
-    out = tmp_path / "prune"
-    args = [
-        *("--teacher", teacher, "--teacher-weights", weights, "--include", ""),
-        *("--train-data", photo_dir, "--val-pairs", pairs_dir, "-o", out, "--budget", 2),
-        *("--population", 2, "--sample", 1, "--train-steps", 1, "--image-size", 32),
-        *("--val-size", 32, "--val-count", 1, "--batch", 1, "--final-steps", 2, "-q"),
-        *("--device", "cpu"),
-    ]
-    result = CliRunner().invoke(prune_command, list(map(str, args)))
-    assert result.exit_code == 0, result.output
-    assert result.stdout.strip() == str(out / "best.json")
+    seen = []
+
+    def autocast(device, precision):
+        seen.append(precision)
+        return real(device, precision)
+
+    real = train.autocast
+    monkeypatch.setattr(train, "autocast", autocast)
+    st = Stylizer(NAMED["photonas"])
+    settings = TrainSettings(str(photo_dir), steps=2, batch=1, size=32, precision="bf16")
+    assert math.isfinite(short_train(st, settings, seed=0))
+    assert seen == ["bf16", "bf16"] and not st.decoder.training
+
+
+def test_a_search_runs_from_python(photo_dir, pairs_dir, tmp_path):
+    """No click: nas.search with a config, progress through the callbacks."""
+    out = tmp_path / "run"
+    config = SearchConfig(
+        out,
+        photo_dir,
+        pairs_dir,
+        val_count=1,
+        val_size=32,
+        population=2,
+        sample=1,
+        budget=2,
+        include="photonas",
+        train_steps=1,
+        image_size=32,
+        batch=1,
+        device="cpu",
+        final_steps=1,
+        val_photos=1,
+    )
+    starts, results, steps = [], [], []
+    summary = search(
+        config,
+        on_start=lambda *args: starts.append(args),
+        on_result=lambda result, summary: results.append(result),
+        on_step=lambda step, info: steps.append(step),
+        log=lambda message: None,
+    )
     records = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
-    assert len(records) == 2
-    for r in records:
-        assert Genotype(r["genotype"]).is_subnet_of(teacher)
-        o = r["objectives"]
-        assert r["fitness"] == pytest.approx(pstep_score(o["l_r"], o["l_p"], o["l_m"]))
     best = json.loads((out / "best.json").read_text())
-    assert best["checkpoint"] == "winner.pt" and best["final"]["steps"] == 2
-    assert {"l_r", "l_p", "l_m"} <= set(best["final"])
-    st = Stylizer.from_pretrained(str(out / "best.json"), device="cpu")
-    assert str(st.genotype) == best["genotype"]
+    assert len(records) == len(results) == 2 and records[0]["genotype"] == str(NAMED["photonas"])
+    assert all(r["error"] is None for r in records)
+    winner = min(records, key=lambda r: r["fitness"])["genotype"]
+    assert summary["run"] == str(out) and summary["genotype"] == best["genotype"] == winner
+    assert starts == [("search", 2, 0, ""), ("final", 1, 0, winner)] and steps == [1]
+    assert best["checkpoint"] == "winner.pt" and (out / "winner.pt").is_file()
+    assert best["final"]["steps"] == 1 and {"recon", "gram", "dssim"} <= set(best["final"])
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["command"] == "search" and saved["precision"] == "auto"
+    assert saved["train"] == {
+        "data": str(photo_dir.resolve()),
+        **{"steps": 1, "batch": 1, "size": 32, "lr": 5e-4, "pixel_weight": 10.0},
+    }
+    # Resuming finds every candidate done; a second run in the same folder is refused.
+    results.clear()
+    again = search(
+        replace(config, resume=True, final_steps=0), on_result=lambda r, _: results.append(r)
+    )
+    assert results == [] and again["genotype"] == winner
+    with pytest.raises(StylenasError, match="--resume"):
+        search(config)

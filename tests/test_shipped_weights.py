@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from skimage import data
 
 from stylenas_cli import Stylizer
+from stylenas_cli.evaluation.metrics import gain, lab_w1, ssim
 from stylenas_cli.images import load_image
-from stylenas_cli.metrics import gain, lab_w1, ssim
 from stylenas_cli.train import psnr
 from stylenas_cli.weights import REGISTRY, verified_path
 

@@ -1,4 +1,4 @@
-"""``stylenas video`` / ``eval-video`` (cli_video.py over video.py, temporal.py).
+"""``stylenas video`` / ``eval-video`` (cli/video.py over the video package).
 
 Every clip is synthetic (made here with the ffmpeg binary of imageio-ffmpeg), 64x48 and about a
 second long, and the decoder has random weights: the tests check what the video pipeline
@@ -23,20 +23,20 @@ import torch
 from click.testing import CliRunner
 
 from conftest import photo_array, write_photo
-from stylenas_cli import video as video_mod
 from stylenas_cli.cli.video import eval_video_command, video_command
-from stylenas_cli.temporal import FlickerMeter, flicker_ratio
 from stylenas_cli.video import (
+    FlickerMeter,
     Stabilizer,
     VideoConfig,
     VideoError,
-    default_batch_size,
-    output_size,
+    flicker_ratio,
     parse_frames,
     probe,
     read_frames,
     stylize_frames,
 )
+from stylenas_cli.video import pipeline as video_mod
+from stylenas_cli.video.pipeline import default_batch_size, output_size
 
 pytestmark = pytest.mark.usefixtures("one_thread", "fast_encoder")
 
@@ -392,7 +392,7 @@ def test_eval_video_reports_the_flicker_ratio(tmp_path, clips):
 
 def test_warp_error_separates_motion_from_flicker():
     pytest.importorskip("cv2", reason="the flow-warped error needs OpenCV (optional)")
-    from stylenas_cli.temporal import WarpErrorMeter
+    from stylenas_cli.video.temporal import WarpErrorMeter
 
     big = photo_array("astronaut", (200, 150))
     pan = [np.ascontiguousarray(big[20:84, 2 * t : 2 * t + 96]) for t in range(6)]

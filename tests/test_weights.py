@@ -235,3 +235,10 @@ def test_bad_best_json(tmp_path, text):
 def test_missing_best_json(tmp_path):
     with pytest.raises(WeightsError, match="nothere.json"):
         resolve_arch_and_weights(str(tmp_path / "nothere.json"), None)
+
+
+def test_register_refuses_a_name_already_taken():
+    taken = weights.REGISTRY["photonas"]
+    with pytest.raises(ValueError, match="already registered"):
+        weights.register(weights.Weights("photonas", taken.genotype, "other.pt", "0" * 64))
+    assert weights.REGISTRY["photonas"] is taken

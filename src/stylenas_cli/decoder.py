@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .banded import banded_conv, worth_banding
 from .encoder import CHANNELS
 from .genotype import Genotype
 
@@ -69,6 +70,35 @@ class ConvBlock(nn.Sequential):
             layers.append(nn.ReLU(inplace=True))
         super().__init__(*layers)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if worth_banding(x):  # large inference: no padded copy, no second full-size tensor
+            conv = self[0]
+            return banded_conv([(x, conv.weight)], conv.bias, conv.padding[0], len(self) > 1)
+        return super().forward(x)
+
+
+def conv_concat(block: ConvBlock, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    """``block(torch.cat([x, skip], 1))`` without the concatenated copy: the conv is split
+    along its input channels into two convs whose outputs add up to the same result."""
+    conv = block[0]
+    c, p = x.shape[1], conv.padding[0]
+    if worth_banding(x):
+        parts = [(x, conv.weight[:, :c]), (skip, conv.weight[:, c:])]
+        return banded_conv(parts, conv.bias, p, len(block) > 1)
+
+    def padded(t: torch.Tensor) -> torch.Tensor:
+        return F.pad(t, (p, p, p, p), mode="reflect") if p else t
+
+    out = F.conv2d(padded(x), conv.weight[:, :c], conv.bias)
+    out += F.conv2d(padded(skip), conv.weight[:, c:])
+    return torch.relu_(out) if len(block) > 1 else out
+
+
+def instance_norm_(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """``F.instance_norm(x)`` (no affine) computed in place on ``x (B, C, H, W)``."""
+    var, mean = torch.var_mean(x.float(), dim=(2, 3), keepdim=True, correction=0)
+    return x.sub_(mean.to(x.dtype)).div_(var.add_(eps).sqrt_().to(x.dtype))
+
 
 def _upsample(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     # Nearest ×2, but to the skip's exact size so odd input sizes round-trip.
@@ -114,19 +144,27 @@ class Decoder(nn.Module):
         return self.convs[name](x) if name in self.convs else x
 
     def forward(
-        self, feats: dict[str, torch.Tensor], transfer: Transfer | None = None
+        self,
+        feats: dict[str, torch.Tensor],
+        transfer: Transfer | None = None,
+        consume: bool = False,
     ) -> torch.Tensor:
         """``feats``: encoder features by level (relu1_1 ``(B, 64, H, W)`` ... relu5_1
         ``(B, 512, H/16, W/16)``); ``transfer(point, x)`` is applied at every transfer point
-        the genotype switches on (``None``: plain reconstruction). Returns ``(B, 3, H, W)``."""
+        the genotype switches on (``None``: plain reconstruction). Returns ``(B, 3, H, W)``.
+
+        ``consume``: empty ``feats`` as the features are used and normalise skips in place,
+        so each one is freed as soon as the decoder is done with it (inference at large
+        sizes: nothing else may hold the features); else ``feats`` is kept intact."""
         g = self.genotype
         points = self.transfer_points if transfer is not None else []
-        feats = dict(feats)
+        if not consume:
+            feats = dict(feats)
         for level in (p for p in points if p in feats):  # encoder points, bottleneck first
             feats[level] = transfer(level, feats[level])
 
         # d0: bottleneck feature aggregation
-        x = feats["relu5_1"]  # (B, 512, H/16, W/16)
+        x = feats.pop("relu5_1")  # (B, 512, H/16, W/16)
         pooled = [
             F.max_pool2d(F.instance_norm(feats[lv]), k)[..., : x.shape[-2], : x.shape[-1]]
             for bit, lv, k in BFA_SKIPS
@@ -145,12 +183,15 @@ class Decoder(nn.Module):
         for s in stage_specs():
             if s.name in points:
                 x = transfer(s.name, x)
-            skip = feats[s.skip]
+            skip = feats.pop(s.skip)
+            fuse = self.convs[f"{s.name}_fuse"]
             if g.on(f"{s.name}_concat"):
                 if g.on(f"{s.name}_in"):
-                    skip = F.instance_norm(skip)
-                x = torch.cat([x, skip], 1)
-            x = self.convs[f"{s.name}_fuse"](x)
+                    skip = instance_norm_(skip) if consume else F.instance_norm(skip)
+                x = conv_concat(fuse, x, skip)
+            else:
+                x = fuse(x)
+            del skip  # the last reference to a consumed feature
             if s.long:
                 x = self._maybe(f"{s.name}_extra", x)
                 x = self.convs[f"{s.name}_reduce"](x)

@@ -21,6 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .banded import banded_conv, worth_banding
+
 LEVELS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CHANNELS: dict[str, int] = {
     "relu1_1": 64,
@@ -56,7 +58,8 @@ def vgg_layers(stop: str = "relu5_1") -> OrderedDict[str, nn.Module]:
     for block, widths in enumerate(VGG19_BLOCKS, start=1):
         for i, cout in enumerate(widths, start=1):
             layers[f"conv{block}_{i}"] = nn.Conv2d(cin, cout, 3, padding=1)
-            layers[f"relu{block}_{i}"] = nn.ReLU()
+            # In place: a tapped level is divided by its scale into a new tensor anyway.
+            layers[f"relu{block}_{i}"] = nn.ReLU(inplace=True)
             if f"relu{block}_{i}" == stop:
                 return layers
             cin = cout
@@ -116,6 +119,16 @@ class VGGEncoder(nn.Module):
             if isinstance(m, nn.Conv2d):
                 m.padding_mode = padding
         self.normalise = normalise
+        if normalise:
+            # Each tapped level is divided by its scale in place and the network goes on from
+            # the scaled tensor, so the conv after it takes the scale into its weights: one
+            # full-resolution tensor fewer than keeping a scaled copy beside the raw one.
+            with torch.no_grad():
+                for level in LEVELS[:-1]:
+                    block, i = level.removeprefix("relu").split("_")
+                    self.body.get_submodule(f"conv{block}_{int(i) + 1}").weight *= LEVEL_SCALE[
+                        level
+                    ]
         self.requires_grad_(False)
         self.eval()
 
@@ -132,10 +145,31 @@ class VGGEncoder(nn.Module):
         last = max(LEVELS.index(level) for level in wanted)
         x = caffe_preprocess(image)
         out: dict[str, torch.Tensor] = {}
-        for name, layer in self.body.named_children():
-            x = layer(x)
+        layers = list(self.body.named_children())
+        i = 0
+        while i < len(layers):
+            name, layer = layers[i]
+            if (
+                isinstance(layer, nn.Conv2d)
+                and layer.padding_mode == "reflect"
+                and worth_banding(x)
+            ):
+                # conv + ReLU (+ the pool, when the ReLU is not a tapped level), by bands
+                relu = layers[i + 1][0]
+                pool = relu not in LEVEL_SCALE and i + 2 < len(layers)
+                pool = pool and isinstance(layers[i + 2][1], nn.MaxPool2d)
+                x = banded_conv([(x, layer.weight)], layer.bias, layer.padding[0], True, pool)
+                i += 3 if pool else 2
+                name = layers[i - 1][0]
+            else:
+                x = layer(x)
+                i += 1
+            if name in LEVEL_SCALE and self.normalise:
+                # In place unless autograd needs the ReLU's output (a perceptual loss).
+                inplace = not (torch.is_grad_enabled() and x.requires_grad)
+                x = x.div_(LEVEL_SCALE[name]) if inplace else x / LEVEL_SCALE[name]
             if name in wanted:
-                out[name] = x / LEVEL_SCALE[name] if self.normalise else x
+                out[name] = x
                 if name == LEVELS[last]:
                     break
         return out

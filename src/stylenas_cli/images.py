@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,19 +24,50 @@ class ImageError(StylenasError):
 
 @dataclass
 class LoadedImage:
-    """RGB ``(1, 3, H, W)`` float in [0, 1], with the alpha channel ``(H, W)`` if any."""
+    """An image as read: ``pixels`` ``(H, W, 3)``, uint8 for 8-bit sources (what most photos
+    are: 3 bytes a pixel, whatever their size) or float32 in [0, 1] for 16/32-bit ones; the
+    alpha channel ``(H, W)`` uint8 if any."""
 
-    rgb: torch.Tensor
-    alpha: np.ndarray | None
+    pixels: np.ndarray
+    alpha: np.ndarray | None = None
     sixteen_bit: bool = False
 
     @property
     def size(self) -> tuple[int, int]:
         """(width, height)"""
-        return self.rgb.shape[-1], self.rgb.shape[-2]
+        return self.pixels.shape[1], self.pixels.shape[0]
+
+    def tensor(self) -> torch.Tensor:
+        """``(1, 3, H, W)`` view of the pixels (uint8 or float32, no copy; read it only)."""
+        with warnings.catch_warnings():  # PIL's arrays are read-only; nothing writes here
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.from_numpy(self.pixels).permute(2, 0, 1)[None]
+
+    @property
+    def rgb(self) -> torch.Tensor:
+        """``(1, 3, H, W)`` float32 in [0, 1] (a copy for 8-bit images)."""
+        t = self.tensor()
+        return (t.float() / 255.0 if t.dtype == torch.uint8 else t).contiguous()
+
+    def resized(self, height: int, width: int) -> torch.Tensor:
+        """``(1, 3, height, width)`` float32 in [0, 1], Lanczos-resampled."""
+        if (width, height) == self.size:
+            return self.rgb
+        if self.pixels.dtype == np.uint8:
+            img = Image.fromarray(self.pixels, "RGB").resize((width, height), LANCZOS)
+            return LoadedImage(np.asarray(img)).rgb
+        channels = [
+            np.asarray(Image.fromarray(self.pixels[..., k], "F").resize((width, height), LANCZOS))
+            for k in range(3)
+        ]
+        return LoadedImage(np.clip(np.stack(channels, -1), 0, 1).astype(np.float32)).rgb
 
 
-def _to_float_rgb(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None, bool]:
+LANCZOS = Image.Resampling.LANCZOS
+
+
+def _pixels(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    """PIL image -> ``(H, W, 3)`` uint8 (8-bit) or float32 in [0, 1] (16/32-bit), alpha."""
     alpha = None
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img, dtype=np.float32)
@@ -43,13 +75,12 @@ def _to_float_rgb(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None, bool
         # int) carries no depth, so guess from the values.
         sixteen = img.mode.startswith("I;16") or arr.max() > 255
         arr = arr / (65535.0 if sixteen else 255.0)
-        return np.repeat(arr[..., None], 3, axis=2), None, True
+        return np.repeat(arr[..., None], 3, axis=2).astype(np.float32), None, True
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         alpha = np.asarray(rgba)[..., 3].copy()
         img = rgba.convert("RGB")
-    arr = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
-    return arr, alpha, False
+    return np.asarray(img.convert("RGB")), alpha, False
 
 
 def oriented_size(path: str | Path) -> tuple[int, int] | None:
@@ -65,7 +96,8 @@ def oriented_size(path: str | Path) -> tuple[int, int] | None:
 
 
 def load_image(path: str | Path, max_size: int | None = None) -> LoadedImage:
-    """Read an image file as RGB in [0, 1], honouring EXIF orientation.
+    """Read an image file as RGB (:class:`LoadedImage`), honouring EXIF orientation; with
+    ``max_size`` the long side is Lanczos-resized to at most that.
 
     Raises :class:`ImageError` with a one-line reason for missing, non-image, corrupt or
     empty files."""
@@ -86,13 +118,12 @@ def load_image(path: str | Path, max_size: int | None = None) -> LoadedImage:
                 scale = max_size / max(img.size)
                 new = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
                 img = img.resize(new, Image.Resampling.LANCZOS)
-            arr, alpha, sixteen = _to_float_rgb(img)
+            pixels, alpha, sixteen = _pixels(img)
     except ImageError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"{path}: not a readable image ({err})") from None
-    rgb = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None]
-    return LoadedImage(rgb, alpha, sixteen)
+    return LoadedImage(np.ascontiguousarray(pixels), alpha, sixteen)
 
 
 def load_labels(path: str | Path, size: tuple[int, int] | None = None) -> torch.Tensor:
@@ -119,16 +150,27 @@ def load_labels(path: str | Path, size: tuple[int, int] | None = None) -> torch.
     return torch.from_numpy(packed)
 
 
-def save_image(rgb: torch.Tensor, dest: str | Path, alpha: np.ndarray | None = None) -> Path:
-    """Save ``(3, H, W)`` in [0, 1] atomically as 8-bit RGB; JPEG quality 95; alpha kept
-    where the format allows (PNG/WebP/TIFF). 16-bit and grayscale inputs come out as 8-bit
-    RGB (a stylised photo has colour)."""
+def to_uint8(image: torch.Tensor | np.ndarray) -> np.ndarray:
+    """``(3, H, W)`` float in [0, 1] (tensor) or ``(H, W, 3)`` uint8 -> ``(H, W, 3)`` uint8."""
+    if isinstance(image, np.ndarray):
+        return image
+    if image.dtype == torch.uint8:
+        return image.cpu().numpy() if image.shape[-1] == 3 else image.permute(1, 2, 0).numpy()
+    arr = image.detach().float().clamp(0, 1).mul(255.0).add_(0.5).to(torch.uint8)
+    return arr.permute(1, 2, 0).cpu().numpy()
+
+
+def save_image(
+    image: torch.Tensor | np.ndarray, dest: str | Path, alpha: np.ndarray | None = None
+) -> Path:
+    """Save an image atomically as 8-bit RGB: ``(3, H, W)`` float in [0, 1], or ``(H, W, 3)``
+    uint8. JPEG quality 95; alpha kept where the format allows (PNG/WebP/TIFF). 16-bit and
+    grayscale inputs come out as 8-bit RGB (a stylised photo has colour)."""
     dest = Path(dest)
     suffix = dest.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
         raise ImageError(f"{dest}: unsupported output format {suffix!r}")
-    arr = rgb.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
-    img = Image.fromarray((arr * 255.0 + 0.5).astype(np.uint8), "RGB")
+    img = Image.fromarray(np.ascontiguousarray(to_uint8(image)), "RGB")
     if alpha is not None and suffix in (".png", ".webp", ".tif", ".tiff"):
         a = Image.fromarray(alpha)
         if a.size != img.size:

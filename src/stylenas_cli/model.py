@@ -18,7 +18,8 @@ from .device import autocast, autocast_dtype, resolve_device
 from .encoder import LEVELS, VGGEncoder
 from .genotype import Genotype, resolve
 from .images import ImageError, load_image, load_labels, oriented_size
-from .wct import ColourStats, style_stats, wct
+from .lift import LiftConfig, downscale, lift, work_shape
+from .wct import ColourStats, resize_labels, style_stats, wct
 
 # Whitening regularisation (see wct.whitening_matrix): the reference code's shrinkage,
 # cleaner skies and fewer blotches; measured on 6 dev pairs: ssim 0.80 -> 0.85 at equal gain.
@@ -92,7 +93,7 @@ class Stylizer(nn.Module):
     def reconstruct(self, image: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` in [0, 1] -> the auto-encoder's reconstruction, same shape."""
         with self.autocast():
-            out = self.decoder(self.encoder(image.to(self.device)))
+            out = self.decoder(self.encoder(image.to(self.device)), consume=True)
         return out.float().clamp(0, 1)
 
     @torch.no_grad()
@@ -157,13 +158,59 @@ class Stylizer(nn.Module):
 
         def transfer(point: str, x: torch.Tensor) -> torch.Tensor:
             hook = partial(smooth, point) if smooth is not None else None
-            out = wct(x.float(), cache.stats[point], alpha, content_labels, self.shrink, hook)
+            # In place: the decoder consumes its features, nothing else holds this one.
+            out = wct(x.float(), cache.stats[point], alpha, content_labels, self.shrink, hook, True)
             return out.to(x.dtype)
 
         with self.autocast():
-            feats = self.encoder(content.to(self.device))
-            out = self.decoder(feats, transfer=transfer)
+            # consume: each encoder feature is freed once the decoder has used it
+            out = self.decoder(self.encoder(content.to(self.device)), transfer, consume=True)
         return out.float().clamp(0, 1)
+
+    @torch.no_grad()
+    def stylize_at(
+        self,
+        content: torch.Tensor,
+        style: torch.Tensor | StyleCache,
+        alpha: float = 1.0,
+        content_labels: torch.Tensor | None = None,
+        work_size: int | None = None,
+        lift_cfg: LiftConfig | None = None,
+        small: torch.Tensor | None = None,
+        out: torch.Tensor | None = None,
+        smooth: SmoothMoments | None = None,
+    ) -> torch.Tensor:
+        """The network at a working resolution, its result lifted to the content's own size.
+
+        Args:
+            content: ``(B, 3, H, W)`` in [0, 1] (float) or 0..255 (uint8), on any device.
+            style: a style image ``(1, 3, H', W')`` or its :class:`StyleCache`.
+            content_labels: optional label map ``(H, W)``, resized for the network.
+            work_size: long side the network sees; ``None``: every pixel (the papers' mode).
+            lift_cfg: the guided-filter lift (:mod:`stylenas_cli.lift`, default settings if
+                None); with
+                ``lift_cfg.filter_small`` a photo no larger than ``work_size`` goes through the
+                filter too (fitted and applied at its own size).
+            small: ``(B, 3, h, w)`` the content already at the working size (saves a resize).
+            out: optional ``(B, 3, H, W)`` tensor to write the result into (uint8 allowed).
+
+        Returns:
+            ``(B, 3, H, W)``: ``out``, or a new float32 tensor in [0, 1].
+        """
+        lift_cfg = lift_cfg or LiftConfig()
+        height, width = content.shape[-2:]
+        size = work_shape(height, width, work_size) if work_size else (height, width)
+        if small is None:
+            small = downscale(content, size)
+        small = small.to(self.device)
+        labels = None if content_labels is None else resize_labels(content_labels, size)
+        target = self.stylize(small, style, alpha, content_labels=labels, smooth=smooth)
+        if size == (height, width) and not (work_size and lift_cfg.filter_small):
+            if out is None:
+                return target
+            out.copy_(target.mul(255).round_() if out.dtype == torch.uint8 else target)
+            return out
+        return lift(small, target, content.to(self.device), lift_cfg, out)
 
     def stylize_pil(self, content: Image.Image, style: Image.Image, alpha: float = 1.0):
         """PIL in, PIL out (RGB)."""

@@ -12,9 +12,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from .errors import is_oom
+from .errors import OutOfMemory, is_oom
 from .files import STYLIZED_SUFFIX, plan_outputs
 from .images import (
     IMAGE_SUFFIXES,
@@ -25,8 +26,9 @@ from .images import (
     oriented_size,
     save_image,
 )
+from .lift import DEFAULT_WORK_SIZE, LiftConfig, work_shape
+from .memory import check_fits
 from .model import STYLE_MAX_SIDE, Stylizer, check_side
-from .wct import resize_labels
 
 
 @dataclass
@@ -37,6 +39,9 @@ class StylizeConfig:
     overwrite: bool = False
     content_mask: Path | None = None
     style_mask: Path | None = None
+    # Long side the network sees; the result is lifted to the photo's size (None: native).
+    work_size: int | None = DEFAULT_WORK_SIZE
+    lift: LiftConfig = field(default_factory=LiftConfig)
 
 
 @dataclass
@@ -159,37 +164,66 @@ def _split_by_size(loaded: list) -> Iterator[list]:
 
 
 def _run_batch(model, items, cache, cfg: StylizeConfig, content_labels) -> list[Result]:
+    """Stylise same-size photos together; too big a batch runs one by one, and a photo
+    that cannot fit is reported (never a traceback)."""
     if not items:
         return []
     t0 = time.perf_counter()
-    batch = torch.cat([img.rgb for _, _, img in items])
-    labels = content_labels
-    if labels is not None:
-        labels = resize_labels(labels, batch.shape[-2:])
+    w, h = items[0][2].size
+    float_source = any(img.pixels.dtype != np.uint8 for _, _, img in items)
     try:
-        out = model.stylize(batch, cache, cfg.alpha, content_labels=labels)
-    except (RuntimeError, MemoryError) as err:
+        check_fits(f"{items[0][0]}", h, w, model.device, len(items), cfg.work_size, float_source)
+        out = _stylize_batch(model, [img for _, _, img in items], cache, cfg, content_labels)
+    except (RuntimeError, MemoryError, OutOfMemory) as err:
         if not is_oom(err):
             raise
         if len(items) > 1:  # retry one by one before giving up
-            return [r for item in items for r in _run_batch(model, [item], cache, cfg, labels)]
-        c, _, img = items[0]
-        w, h = img.size
-        return [
-            Result(
-                c,
-                None,
-                False,
-                f"{c}: out of memory at {w}x{h}; try --max-size 1024 or --device cpu",
-            )
-        ]
+            return [
+                r for item in items for r in _run_batch(model, [item], cache, cfg, content_labels)
+            ]
+        hint = (
+            "use a smaller --work-size or --max-size" if cfg.work_size else "use --work-size 1024"
+        )
+        msg = (
+            str(err)
+            if isinstance(err, OutOfMemory)
+            else f"{items[0][0]}: out of memory at {w}x{h}; {hint}"
+        )
+        return [Result(items[0][0], None, False, msg)]
     seconds = (time.perf_counter() - t0) / len(items)
     results = []
-    for (c, o, img), rgb in zip(items, out):
+    for (c, o, img), pixels in zip(items, out):
         try:
-            save_image(rgb, o, img.alpha)
-            w, h = img.size
+            save_image(pixels, o, img.alpha)
             results.append(Result(c, o, True, None, w, h, seconds, str(model.device)))
         except (OSError, ImageError) as err:
             results.append(Result(c, None, False, f"{o}: could not write output ({err})"))
     return results
+
+
+def _stylize_batch(
+    model: Stylizer, images: list[LoadedImage], cache, cfg: StylizeConfig, labels
+) -> np.ndarray:
+    """Same-size images -> ``(B, H, W, 3)`` uint8: the network at the working size, the
+    result lifted onto the full-resolution pixels (or the network on every pixel)."""
+    w, h = images[0].size
+    size = work_shape(h, w, cfg.work_size) if cfg.work_size else (h, w)
+    if all(img.pixels.dtype == np.uint8 for img in images):
+        full = torch.cat([img.tensor() for img in images])  # uint8, no float copy
+    else:
+        full = torch.cat([img.rgb for img in images])
+    small = None
+    if size != (h, w):  # Lanczos from the 8-bit pixels: no full-size float copy
+        small = torch.cat([img.resized(*size) for img in images])
+    out = np.empty((len(images), h, w, 3), np.uint8)
+    model.stylize_at(
+        full,
+        cache,
+        cfg.alpha,
+        content_labels=labels,
+        work_size=cfg.work_size,
+        lift_cfg=cfg.lift,
+        small=small,
+        out=torch.from_numpy(out).permute(0, 3, 1, 2),
+    )
+    return out

@@ -107,9 +107,17 @@ def transfer_matrix(
     return m, b
 
 
-def apply_transform(flat: torch.Tensor, m: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``M (B, C, C)``, ``b (B, C, 1)`` applied to ``flat (B, C, N)`` in ``flat``'s dtype."""
-    return torch.baddbmm(b.to(flat.dtype), m.to(flat.dtype), flat)
+def apply_transform(
+    flat: torch.Tensor, m: torch.Tensor, b: torch.Tensor, inplace: bool = False
+) -> torch.Tensor:
+    """``M (B, C, C)``, ``b (B, C, 1)`` applied to ``flat (B, C, N)`` in ``flat``'s dtype;
+    ``inplace``: written back into ``flat`` chunk by chunk (no second full-size tensor)."""
+    m, b = m.to(flat.dtype), b.to(flat.dtype)
+    if not inplace:
+        return torch.baddbmm(b, m, flat)
+    for part in flat.split(CHUNK, dim=-1):
+        part.copy_(torch.baddbmm(b, m, part))
+    return flat
 
 
 def whiten(
@@ -180,6 +188,7 @@ def wct(
     labels: torch.Tensor | None = None,
     shrink: float = 0.0,
     smooth: Smooth | None = None,
+    inplace: bool = False,
 ) -> torch.Tensor:
     """Whiten each content feature and colour it with the style's statistics.
 
@@ -193,6 +202,7 @@ def wct(
         shrink: whitening regularisation, see :func:`whitening_matrix`.
         smooth: optional hook on the content moments before whitening (unmasked only), e.g.
             the video stabiliser's average over a shot.
+        inplace: overwrite ``content`` with the result (saves a full-size copy).
 
     Returns:
         ``(B, C, H, W)`` in the dtype of ``content``.
@@ -209,9 +219,9 @@ def wct(
         if smooth is not None:
             mean, cov = smooth(mean, cov)
         m, bias = transfer_matrix(mean, cov, stats[-1], alpha, shrink)
-        return apply_transform(flat, m, bias).reshape(b, c, h, w)
+        return apply_transform(flat, m, bias, inplace).reshape(b, c, h, w)
     lab = resize_labels(labels, (h, w)).flatten().to(content.device)
-    out = flat.clone()
+    out = flat if inplace else flat.clone()
     for label in lab.unique().tolist():
         sel = lab == label
         if int(sel.sum()) < MIN_LABEL_PIXELS:

@@ -1,45 +1,31 @@
-"""``stylenas eval`` and ``stylenas bench-speed``: thin Click commands over :mod:`.evaluate`.
+"""``stylenas eval`` and ``stylenas bench-speed``: thin Click commands over
+:mod:`stylenas_cli.evaluation`.
 
-Registered on the main group in :mod:`.cli` with ``main.add_command``. Nothing from
-:mod:`.cli` is imported at module level, so ``cli`` may import this module at its top.
+Registered on the main group in :mod:`.cli` with ``main.add_command``. Each command parses,
+builds the library's config and prints; the library is imported inside the commands, and its
+errors (and running out of memory) become one clean line in :class:`._common.Command`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import click
 
-CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
-DEVICE_HELP = "Where to run: auto (CUDA if available), cpu, cuda or cuda:N."
-PRECISION = click.Choice(["fp32", "fp16", "bf16"])
+from ..files import jsonable
+from ._common import (
+    command,
+    console,
+    device_option,
+    precision_option,
+    progress,
+    quiet_option,
+)
+
 DEFAULT_ARCHS = ("photonas",)
 SPEED_ARCHS = ("photonas", "photonet", "wct5")
-
-
-def _error(err: Exception) -> click.ClickException:
-    from ._common import CleanError as StylenasError
-
-    return StylenasError(str(err))
-
-
-def _console():
-    from rich.console import Console
-
-    return Console(stderr=True)
-
-
-def _jsonable(value):
-    """NaN/inf -> None, so the output is strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
+MIN_SIZE = 32  # model.MIN_SIDE: the library is only imported when a command runs
 
 
 def parse_weights(values: tuple[str, ...], archs: tuple[str, ...]) -> dict[str, Path]:
@@ -61,7 +47,7 @@ def parse_weights(values: tuple[str, ...], archs: tuple[str, ...]) -> dict[str, 
     return out
 
 
-@click.command("eval", context_settings=CONTEXT)
+@command("eval")
 @click.argument("pairs_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
     "--arch",
@@ -89,20 +75,14 @@ def parse_weights(values: tuple[str, ...], archs: tuple[str, ...]) -> dict[str, 
 )
 @click.option(
     "--max-size",
-    type=click.IntRange(min=32),
+    type=click.IntRange(min=MIN_SIZE),
     default=None,
     show_default=True,
     help="Resize content and style so the long side is at most this; scores are taken at the "
     "resized content's size. Default: the photos' own sizes.",
 )
-@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
-@click.option(
-    "--precision",
-    type=PRECISION,
-    default="fp32",
-    show_default=True,
-    help="Autocast precision of our networks' convolutions.",
-)
+@device_option
+@precision_option("fp32", "our networks' convolutions")
 @click.option(
     "-o",
     "--out",
@@ -118,8 +98,8 @@ def parse_weights(values: tuple[str, ...], archs: tuple[str, ...]) -> dict[str, 
     show_default=True,
     help="Only the first N pairs (by name). Default: all.",
 )
-@click.option("--overwrite", is_flag=True, show_default=True, help="Replace an earlier report.")
-@click.option("-q", "--quiet", is_flag=True, show_default=True, help="No progress on stderr.")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier report.")
+@quiet_option
 @click.option(
     "--json",
     "as_json",
@@ -152,7 +132,7 @@ def eval_command(
     stylenas eval ../shared/data/bench/stylenas --arch photonas --arch photonet
     stylenas eval pairs/ --arch photonas --weights runs/photonas/last.pt --max-size 512
     """
-    from ..evaluate import EvalConfig, evaluate
+    from ..evaluation import EvalConfig, evaluate
 
     archs = tuple(dict.fromkeys(archs))
     cfg = EvalConfig(
@@ -166,29 +146,23 @@ def eval_command(
         overwrite=overwrite,
     )
     out = out if out is not None else Path("runs") / "eval" / pairs_dir.resolve().name
-    console = _console()
-    try:
-        if quiet:
-            report = evaluate(pairs_dir, out, cfg)
-        else:
-            report = _with_progress(console, lambda on_pair: evaluate(pairs_dir, out, cfg, on_pair))
-    except (ValueError, FileNotFoundError, OSError) as err:
-        raise _error(err) from None
-    except (RuntimeError, MemoryError) as err:
-        if "out of memory" not in str(err).lower() and not isinstance(err, MemoryError):
-            raise
-        raise _error(RuntimeError("out of memory: try --max-size 1024 or --device cpu")) from None
+    stderr = console()
+    if quiet:
+        report = evaluate(pairs_dir, out, cfg)
+    else:
+        report = _with_progress(stderr, lambda on_pair: evaluate(pairs_dir, out, cfg, on_pair))
     if as_json:
-        click.echo(json.dumps(_jsonable(report.as_dict())))
+        click.echo(json.dumps(jsonable(report.as_dict())))
     else:
         click.echo(report.markdown, nl=False)
     if not quiet:
         for key in ("csv", "markdown", "contact_sheet"):
-            console.print(f"{key}: {report.files[key]}", markup=False, highlight=False)
+            stderr.print(f"{key}: {report.files[key]}", markup=False, highlight=False)
 
 
-def _with_progress(console, run):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def _with_progress(stderr, run):
+    """``run(on_pair)`` under a progress bar on the ``stderr`` console."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     columns = (
         TextColumn("[bold]eval"),
@@ -197,7 +171,7 @@ def _with_progress(console, run):
         TextColumn("{task.fields[name]}", markup=False),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=console, transient=False) as bar:
+    with progress(stderr, *columns, transient=False) as bar:
         task = bar.add_task("eval", total=None, name="loading models")
 
         def on_pair(done: int, total: int, name: str) -> None:
@@ -211,12 +185,12 @@ def _parse_sizes(ctx, param, value: str) -> tuple[int, ...]:
         sizes = tuple(int(s) for s in value.split(",") if s.strip())
     except ValueError:
         raise click.BadParameter(f"{value!r}: comma-separated pixel sizes, e.g. 512,1024") from None
-    if not sizes or min(sizes) < 32:
-        raise click.BadParameter(f"{value!r}: give sizes of at least 32 px")
+    if not sizes or min(sizes) < MIN_SIZE:
+        raise click.BadParameter(f"{value!r}: give sizes of at least {MIN_SIZE} px")
     return sizes
 
 
-@click.command("bench-speed", context_settings=CONTEXT)
+@command("bench-speed")
 @click.option(
     "--arch",
     "archs",
@@ -246,18 +220,10 @@ def _parse_sizes(ctx, param, value: str) -> tuple[int, ...]:
     show_default=True,
     help="Also time the Reinhard and histogram-matching colour transfers (CPU, numpy).",
 )
-@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
-@click.option(
-    "--precision",
-    type=PRECISION,
-    default="fp32",
-    show_default=True,
-    help="Autocast precision of the networks' convolutions.",
-)
-@click.option("-q", "--quiet", is_flag=True, show_default=True, help="No progress on stderr.")
-@click.option(
-    "--json", "as_json", is_flag=True, show_default=True, help="Print the rows as JSON on stdout."
-)
+@device_option
+@precision_option("fp32", "the networks' convolutions")
+@quiet_option
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON on stdout.")
 def bench_speed_command(archs, sizes, repeats, baselines, device, precision, quiet, as_json):
     """Seconds per megapixel of a whole stylisation (style statistics included) at each size,
     for each architecture and the colour-transfer baselines, measured in one run; prints one
@@ -266,20 +232,17 @@ def bench_speed_command(archs, sizes, repeats, baselines, device, precision, qui
     import datetime as dt
 
     from ..device import resolve_device
-    from ..evaluate import bench_speed, machine_name, speed_markdown
+    from ..evaluation import bench_speed, machine_name, speed_markdown
 
     archs = tuple(dict.fromkeys(archs))
-    console = _console()
-    try:
-        dev = resolve_device(device)
+    stderr = console()
+    dev = resolve_device(device)
 
-        def on_step(method: str, size: int) -> None:
-            if not quiet:
-                console.print(f"timing {method} at {size}x{size}", markup=False, highlight=False)
+    def on_step(method: str, size: int) -> None:
+        if not quiet:
+            stderr.print(f"timing {method} at {size}x{size}", markup=False, highlight=False)
 
-        rows = bench_speed(archs, sizes, device, precision, repeats, baselines, on_step)
-    except (ValueError, FileNotFoundError, OSError) as err:
-        raise _error(err) from None
+    rows = bench_speed(archs, sizes, device, precision, repeats, baselines, on_step)
     meta = {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine_name(dev),
@@ -287,7 +250,7 @@ def bench_speed_command(archs, sizes, repeats, baselines, device, precision, qui
         "repeats": repeats,
     }
     if as_json:
-        click.echo(json.dumps(_jsonable({"meta": meta, "rows": [r.as_dict() for r in rows]})))
+        click.echo(json.dumps(jsonable({"meta": meta, "rows": [r.as_dict() for r in rows]})))
         return
     click.echo(
         f"Seconds per megapixel (median of {repeats}, warm) · {meta['date']} · "

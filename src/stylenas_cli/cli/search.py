@@ -1,33 +1,22 @@
-"""``stylenas search`` (StyleNAS) and ``stylenas prune`` (PhotoNAS P-step): thin Click
-commands over :mod:`~stylenas_cli.search`, :mod:`~stylenas_cli.nas` and
-:mod:`~stylenas_cli.runs`. Registered on the main group with ``main.add_command``."""
+"""``stylenas search`` (StyleNAS) and ``stylenas prune`` (PhotoNAS P-step): options -> a
+config dataclass -> :func:`stylenas_cli.nas.search` / :func:`~stylenas_cli.nas.prune` ->
+the summary; progress bars are drawn from the library's callbacks."""
 
 from __future__ import annotations
 
 import json
-import os
-import sys
-import time
 from pathlib import Path
 
 import click
 
-CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
+from ._common import command, console, device_option, options, quiet_option
+
 SHARED = Path("..") / "shared" / "data"
 DEFAULT_TRAIN = SHARED / "train"
 DEFAULT_PAIRS = SHARED / "bench" / "stylenas"
+INTERRUPTED = "interrupted; finished candidates are saved: rerun with --resume"
 
-
-def _options(*decorators):
-    def apply(f):
-        for d in reversed(decorators):
-            f = d(f)
-        return f
-
-    return apply
-
-
-_common = _options(
+_shared = options(
     click.option(
         "--train-data",
         type=click.Path(path_type=Path),
@@ -119,11 +108,7 @@ _common = _options(
         default=0.0,
         help="GPUs each Ray task asks for (fractions share a GPU).",
     ),
-    click.option(
-        "--device",
-        default="auto",
-        help="Where each candidate trains: auto (CUDA if available), cpu, cuda or cuda:N.",
-    ),
+    device_option,
     click.option(
         "--keep-checkpoints",
         is_flag=True,
@@ -136,7 +121,7 @@ _common = _options(
         is_flag=True,
         help="Continue the run in --out: finished candidates are read back, not repeated.",
     ),
-    click.option("-q", "--quiet", is_flag=True, help="No progress on stderr."),
+    quiet_option,
     click.option(
         "--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout."
     ),
@@ -153,171 +138,66 @@ def _final_steps(default: int):
     )
 
 
-def _genotypes(text: str):
-    from ..genotype import resolve
-
-    return tuple(resolve(t.strip()) for t in text.split(",") if t.strip())
-
-
-def _check_folder(path: Path, what: str) -> str:
-    if not path.is_dir():
-        raise FileNotFoundError(f"{what} folder not found: {path}")
-    return str(path.resolve())
-
-
-def _threads(workers: int) -> int:
-    """Torch threads per worker: the cores shared out, unless OMP_NUM_THREADS is set."""
-    if "OMP_NUM_THREADS" in os.environ:
-        return 0
-    return max(1, (os.cpu_count() or 1) // workers)
-
-
-def _progress(console, label: str, quiet: bool):
+def _progress(quiet: bool):
+    """One progress display for the search and then the winner's training (stderr)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = (
-        TextColumn(f"[bold]{label}"),
+        TextColumn("[bold]{task.description}"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
         TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(),
     )
-    return Progress(*columns, console=console, disable=quiet)
+    return Progress(*columns, console=console(), disable=quiet)
 
 
-def _run(kind: str, opts: dict, extra_config: dict, make_objective) -> None:
-    """What both commands share: open the run, search, train the winner, report.
-
-    ``make_objective(run, settings, val_pairs)`` prepares the run's validation data and
-    returns (objective, search space, plot title)."""
+def _execute(kind: str, job, config, quiet: bool, as_json: bool) -> None:
+    """Run ``job(config, ...)`` (:func:`~stylenas_cli.nas.search` or ``prune``) with
+    progress bars, then print the summary: one JSON object, or the path of best.json."""
     from rich.markup import escape
 
-    from ..nas import TrainSettings, find_pairs
-    from ..runs import Plan, Run, execute
-    from ..search import make_executor
-    from ..train import list_images
-    from ._common import CleanError as StylenasError
-    from ._common import console as _console
+    bar = _progress(quiet)
+    tasks = {}
 
-    t0 = time.perf_counter()
-    executor = None
-    console = _console()
+    def on_start(phase: str, total: int, done: int, info: str) -> None:
+        bar.start()  # once the inputs are checked: an error stays one line
+        label = kind if phase == "search" else phase
+        tasks[phase] = bar.add_task(label, total=total, completed=done, info=info)
+
+    def on_result(result, summary: dict) -> None:
+        fitness = summary.get("fitness")
+        info = f"best {fitness:.4f}" if fitness is not None else ""
+        bar.update(tasks["search"], advance=1, info=info)
+        if result.scores.failed and not quiet:
+            bar.console.print(escape(f"{result.genotype} failed: {result.scores.error}"))
+
+    def on_step(step: int, info: dict) -> None:
+        bar.update(tasks["final"], completed=step, info=f"loss {info['loss']:.4f}")
+
+    def log(message: str) -> None:
+        if not quiet:
+            bar.console.print(escape(message))
+
     try:
-        include = _genotypes(opts["include"])
-        train_data = _check_folder(opts["train_data"], "training data")
-        val_pairs = _check_folder(opts["val_pairs"], "validation pairs")
-        list_images(train_data)  # fail on bad data before creating the run
-        find_pairs(val_pairs)
-        settings = TrainSettings(
-            data=train_data,
-            steps=opts["train_steps"],
-            batch=opts["batch"],
-            size=opts["image_size"],
-            lr=opts["lr"],
-            device=opts["device"],
-            threads=_threads(opts["workers"]),
-        )
-        keys = ("strategy", "population", "sample", "budget", "seed", "val_count", "val_size")
-        keys += ("workers", "backend", "address", "final_steps", "keep_checkpoints")
-        config = {
-            "command": kind,
-            **{k: opts[k] for k in keys},
-            "include": [str(g) for g in include],
-            "train": {k: v for k, v in vars(settings).items() if k not in ("device", "threads")},
-            "val_pairs": val_pairs,
-            "device": opts["device"],
-            **extra_config,
-        }
-        run = Run.open(opts["out"], config, opts["resume"])
-        objective, space, title = make_objective(run, settings, val_pairs)
-        plan = Plan(
-            opts["strategy"],
-            opts["budget"],
-            opts["population"],
-            opts["sample"],
-            opts["seed"],
-            include,
-            space,
-            ("gflops", "quality"),
-            opts["keep_checkpoints"],
-            title,
-        )
-        executor = make_executor(
-            objective,
-            opts["workers"],
-            opts["backend"],
-            opts["address"],
-            **({"gpus_per_task": opts["gpus_per_task"]} if opts["backend"] == "ray" else {}),
-        )
-        done = min(len(run.records()), plan.budget)
-        with _progress(console, kind, opts["quiet"]) as bar:
-            task = bar.add_task(kind, total=plan.budget, completed=done, info="")
-
-            def on_result(result, summary) -> None:
-                note = f"failed: {result.scores.error}" if result.scores.failed else ""
-                fitness = summary.get("fitness")
-                info = f"best {fitness:.4f}" if fitness is not None else ""
-                bar.update(task, advance=1, info=info)
-                if note and not opts["quiet"]:
-                    bar.console.print(escape(f"{result.genotype} {note}"))
-
-            summary = execute(run, plan, executor, on_result)
-        executor.close()
-        executor = None
-        if summary.get("genotype") is None:
-            raise ValueError(f"every candidate failed: see {run.records_path}")
-        if opts["final_steps"]:
-            summary = _finalize(run, objective, summary, opts, console)
-    except KeyboardInterrupt:
-        click.echo("interrupted; finished candidates are saved: rerun with --resume", err=True)
-        sys.exit(130)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
-        raise StylenasError(str(err).splitlines()[0] if str(err) else type(err).__name__) from None
+        summary = job(config, on_start=on_start, on_result=on_result, on_step=on_step, log=log)
     finally:
-        if executor is not None:
-            executor.close()
-    summary = {"run": str(run.path), **summary, "wall_seconds": round(time.perf_counter() - t0, 1)}
-    if opts["as_json"]:
+        if tasks:  # started (stopping prints a line even when it was not)
+            bar.stop()
+    if as_json:
         click.echo(json.dumps(summary))
-    else:
-        if not opts["quiet"]:
-            front = len(summary.get("pareto_front", []))
-            console.print(
-                f"best {summary['genotype']}  fitness {summary['fitness']:.4f}  "
-                f"({summary['evaluated']} evaluated, {summary['failed']} failed, "
-                f"{front} on the Pareto front)"
-            )
-        click.echo(str(run.path / "best.json"))
+        return
+    if not quiet:
+        front = len(summary.get("pareto_front", []))
+        console().print(
+            f"best {summary['genotype']}  fitness {summary['fitness']:.4f}  "
+            f"({summary['evaluated']} evaluated, {summary['failed']} failed, "
+            f"{front} on the Pareto front)"
+        )
+    click.echo(str(Path(summary["run"]) / "best.json"))
 
 
-def _finalize(run, objective, summary: dict, opts: dict, console) -> dict:
-    """Train the winner ``--final-steps`` more steps; best.json then names winner.pt."""
-    from rich.markup import escape
-
-    from ..genotype import Genotype
-    from ..nas import train_winner
-
-    steps = opts["final_steps"]
-    with _progress(console, "final", opts["quiet"]) as bar:
-        task = bar.add_task("final", total=steps, info=summary["genotype"])
-
-        def on_step(step: int, info: dict) -> None:
-            bar.update(task, completed=step, info=f"loss {info['loss']:.4f}")
-
-        def log(message: str) -> None:
-            if not opts["quiet"]:
-                bar.console.print(escape(message))
-
-        genotype = Genotype(summary["genotype"])
-        dest, objectives, seconds = train_winner(objective, genotype, steps, log, on_step)
-    summary = dict(summary)
-    summary["checkpoint"] = dest.name
-    summary["final"] = {"steps": steps, "train_seconds": round(seconds, 1), **objectives}
-    run.write_best(summary)
-    return summary
-
-
-@click.command("search", context_settings=CONTEXT)
+@command("search", interrupted=INTERRUPTED)
 @click.option(
     "-o",
     "--out",
@@ -325,7 +205,7 @@ def _finalize(run, objective, summary: dict, opts: dict, console) -> dict:
     default=Path("runs/search"),
     help="Run directory (config.json, records.jsonl, best.json, pareto.png).",
 )
-@_common
+@_shared
 @_final_steps(0)
 @click.option(
     "--val-photos",
@@ -339,7 +219,9 @@ def _finalize(run, objective, summary: dict, opts: dict, console) -> dict:
 @click.option("--w-gflops", type=float, default=0.001, help="Weight of GFLOPs at 512×512.")
 @click.option("--w-params", type=float, default=0.0, help="Weight of millions of parameters.")
 @click.option("--w-time", type=float, default=0.0, help="Weight of seconds per megapixel.")
-def search_command(val_photos, w_recon, w_gram, w_ssim, w_gflops, w_params, w_time, **opts):
+def search_command(
+    w_recon, w_gram, w_ssim, w_gflops, w_params, w_time, quiet, as_json, **opts
+) -> None:
     """StyleNAS: evolve decoder architectures (SPEC §5) and write a run directory.
 
     Each candidate is trained briefly for reconstruction, then scored on reconstruction,
@@ -350,8 +232,7 @@ def search_command(val_photos, w_recon, w_gram, w_ssim, w_gflops, w_params, w_ti
     stylenas search -o runs/search --budget 24 --workers 2
     stylenas stylize photo.jpg style.jpg --arch runs/search/best.json
     """
-    from ..genotype import SEARCHABLE_BITS
-    from ..nas import StyleNASObjective, prepare_stylenas
+    from ..nas import SearchConfig, search
 
     weights = {
         "recon": w_recon,
@@ -361,19 +242,10 @@ def search_command(val_photos, w_recon, w_gram, w_ssim, w_gflops, w_params, w_ti
         "params_m": w_params,
         "sec_per_mp": w_time,
     }
-
-    def make(run, settings, val_pairs):
-        prepare_stylenas(
-            run.path, settings.data, val_pairs, val_photos, opts["val_count"], opts["val_size"]
-        )
-        objective = StyleNASObjective(str(run.path.resolve()), settings, weights, seed=opts["seed"])
-        return objective, SEARCHABLE_BITS, f"StyleNAS {opts['strategy']}"
-
-    config = {"weights": weights, "val_photos": val_photos}
-    _run("search", opts, config, make)
+    _execute("search", search, SearchConfig(**opts, weights=weights), quiet, as_json)
 
 
-@click.command("prune", context_settings=CONTEXT)
+@command("prune", interrupted=INTERRUPTED)
 @click.option(
     "-o",
     "--out",
@@ -392,7 +264,7 @@ def search_command(val_photos, w_recon, w_gram, w_ssim, w_gflops, w_params, w_ti
     default=None,
     help="Teacher decoder weights. Default: the shipped weights of --teacher.",
 )
-@_common
+@_shared
 @_final_steps(400)
 @click.option(
     "--warm-start/--no-warm-start",
@@ -402,7 +274,7 @@ def search_command(val_photos, w_recon, w_gram, w_ssim, w_gflops, w_params, w_ti
 @click.option("--w-r", type=float, default=0.8, help="Weight of L_r (pixel MSE to the teacher).")
 @click.option("--w-p", type=float, default=0.1, help="Weight of L_p (VGG feature MSE).")
 @click.option("--w-m", type=float, default=0.1, help="Weight of L_m (fraction of bits on).")
-def prune_command(teacher, teacher_weights, warm_start, w_r, w_p, w_m, **opts):
+def prune_command(w_r, w_p, w_m, quiet, as_json, **opts) -> None:
     """PhotoNAS P-step: prune a teacher into a small, fast student (SPEC §5).
 
     The teacher stylises the validation pairs once; students (sub-networks of the teacher)
@@ -413,39 +285,7 @@ def prune_command(teacher, teacher_weights, warm_start, w_r, w_p, w_m, **opts):
     stylenas prune --teacher photonet -o runs/prune --final-steps 400
     stylenas stylize photo.jpg style.jpg --arch runs/prune/best.json
     """
-    from ..nas import PStepObjective, prepare_pstep
-    from ..weights import WeightsError, resolve_arch_and_weights, sha256_of
-    from ._common import CleanError as StylenasError
+    from ..nas import PruneConfig, prune
 
     weights = {"l_r": w_r, "l_p": w_p, "l_m": w_m}
-    try:
-        genotype, teacher_file = resolve_arch_and_weights(teacher, teacher_weights)
-        bad = [g for g in _genotypes(opts["include"]) if not g.is_subnet_of(genotype)]
-        if bad:
-            raise ValueError(f"--include {bad[0]} is not a sub-network of the teacher {genotype}")
-        teacher_id = f"{teacher_file.resolve()}:{sha256_of(teacher_file)}"
-    except (WeightsError, ValueError) as err:
-        raise StylenasError(str(err)) from None
-
-    def make(run, settings, val_pairs):
-        from ..model import Stylizer
-
-        st = Stylizer.from_pretrained(genotype, teacher_file, opts["device"])
-        prepare_pstep(run.path, val_pairs, opts["val_count"], opts["val_size"], st, teacher_id)
-        objective = PStepObjective(
-            str(run.path.resolve()),
-            settings,
-            weights,
-            seed=opts["seed"],
-            init=str(teacher_file.resolve()) if warm_start else None,
-        )
-        space = tuple(i for i, b in enumerate(genotype.bits) if b == "1")
-        return objective, space, f"PhotoNAS P-step from {genotype}"
-
-    config = {
-        "weights": weights,
-        "teacher": str(genotype),
-        "teacher_weights": teacher_id,
-        "warm_start": warm_start,
-    }
-    _run("prune", opts, config, make)
+    _execute("prune", prune, PruneConfig(**opts, weights=weights), quiet, as_json)

@@ -1,27 +1,23 @@
-"""``stylenas video`` and ``stylenas eval-video``: thin Click commands over video.py/temporal.py.
-
-Registered on the main group by cli.py (``main.add_command(video_command)``); they also work as
-stand-alone Click commands.
-"""
+"""``stylenas video`` and ``stylenas eval-video``: thin commands over :mod:`stylenas_cli.video`."""
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
 
-from ._common import arch_option, weights_option
-
-DEVICE_HELP = "Where to run: auto (CUDA if available), cpu, cuda or cuda:N."
-CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
-
-
-def _fail(message: str) -> click.ClickException:
-    from ._common import CleanError as StylenasError  # lazy: cli.py imports this module
-
-    return StylenasError(message)
+from ._common import (
+    alpha_option,
+    arch_option,
+    command,
+    console,
+    device_option,
+    overwrite_option,
+    precision_option,
+    quiet_option,
+    weights_option,
+)
 
 
 def _frames_option(ctx, param, value):
@@ -63,7 +59,7 @@ def _progress_columns():
     )
 
 
-@click.command("video", context_settings=CONTEXT)
+@command("video", interrupted="interrupted; no output written")
 @click.argument("video", type=click.Path(path_type=Path))
 @click.option("-s", "--style", required=True, type=click.Path(path_type=Path), help="Style photo.")
 @click.option(
@@ -74,9 +70,7 @@ def _progress_columns():
 )
 @arch_option
 @weights_option
-@click.option(
-    "--alpha", type=float, default=1.0, help="Stylisation strength in [0, 1] (0 = unchanged)."
-)
+@alpha_option
 @click.option(
     "--max-size",
     type=click.IntRange(min=32),
@@ -107,13 +101,8 @@ def _progress_columns():
     help="Frames stylised together. Default: from the device and frame size "
     "(CUDA: what fits in half the free memory; CPU: 1-4).",
 )
-@click.option("--device", default="auto", help=DEVICE_HELP)
-@click.option(
-    "--precision",
-    type=click.Choice(["fp32", "fp16", "bf16"]),
-    default="fp32",
-    help="Autocast precision of the convolutions (WCT always runs in float64).",
-)
+@device_option
+@precision_option("fp32", "the convolutions (WCT statistics always in float64)")
 @click.option(
     "--stabilize/--no-stabilize",
     default=True,
@@ -145,8 +134,8 @@ def _progress_columns():
     is_flag=True,
     help="Also measure the flicker ratio (output vs input frame-to-frame change).",
 )
-@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
+@overwrite_option
+@quiet_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout at the end.")
 def video_command(
     video,
@@ -177,17 +166,14 @@ def video_command(
     stylenas video clip.mp4 --style ref.jpg
     stylenas video clip.mov -s ref.jpg -o out/ --max-size 720 --preview 48
     """
-    from rich.console import Console
     from rich.markup import escape
     from rich.progress import Progress
 
     from ..images import ImageError
     from ..model import Stylizer
-    from ..video import VideoConfig, VideoError, plan_output, probe, resolve_codec, stylize_video
-    from ..weights import WeightsError
+    from ..video import VideoConfig, plan_output, probe, stylize_video
+    from ..video.ffmpeg import resolve_codec
 
-    if not 0.0 <= alpha <= 1.0:
-        raise click.BadParameter(f"must be between 0 and 1, got {alpha}", param_hint="--alpha")
     cfg = VideoConfig(
         alpha=alpha,
         max_size=max_size,
@@ -201,32 +187,26 @@ def video_command(
         flicker=flicker,
         overwrite=overwrite,
     )
-    console = Console(stderr=True)
-    try:
-        if not style.is_file():
-            raise ImageError(f"{style}: style file not found")
-        info = probe(video)
-        dest = plan_output(video, output, overwrite)
-        resolve_codec(dest, codec)  # an unknown --codec fails before the model loads
-        model = Stylizer.from_pretrained(arch, weights, device, precision)
-        with Progress(*_progress_columns(), console=console, disable=quiet) as bar:
-            task = bar.add_task("video", total=None)
-            result = stylize_video(
-                model,
-                video,
-                dest,
-                style,
-                cfg,
-                info=info,
-                on_start=lambda total: bar.update(task, total=total),
-                on_frame=lambda: bar.advance(task),
-            )
-            bar.update(task, total=result.frames, completed=result.frames)
-    except KeyboardInterrupt:
-        click.echo("error: interrupted; no output written", err=True)
-        sys.exit(130)
-    except (VideoError, ImageError, WeightsError, ValueError, OSError) as err:
-        raise _fail(str(err)) from None
+    err_console = console()
+    if not style.is_file():
+        raise ImageError(f"{style}: style file not found")
+    info = probe(video)
+    dest = plan_output(video, output, overwrite)
+    resolve_codec(dest, codec)  # an unknown --codec fails before the model loads
+    model = Stylizer.from_pretrained(arch, weights, device, precision)
+    with Progress(*_progress_columns(), console=err_console, disable=quiet) as bar:
+        task = bar.add_task("video", total=None)
+        result = stylize_video(
+            model,
+            video,
+            dest,
+            style,
+            cfg,
+            info=info,
+            on_start=lambda total: bar.update(task, total=total),
+            on_frame=lambda: bar.advance(task),
+        )
+        bar.update(task, total=result.frames, completed=result.frames)
     if as_json:
         click.echo(json.dumps(result.as_dict()))
     if not quiet:
@@ -237,16 +217,16 @@ def video_command(
         )
         if result.flicker is not None:
             line += f"  flicker ratio {_fmt(result.flicker['flicker_ratio'])}"
-        console.print(line)
+        err_console.print(line)
         for note in result.notes:
-            console.print(f"[dim]note: {escape(note)}[/]")
+            err_console.print(f"[dim]note: {escape(note)}[/]")
 
 
 def _fmt(x) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
 
-@click.command("eval-video", context_settings=CONTEXT)
+@command("eval-video")
 @click.argument("source", type=click.Path(path_type=Path))
 @click.argument("stylized", type=click.Path(path_type=Path))
 @click.option(
@@ -268,53 +248,18 @@ def eval_video_command(source, stylized, frames, as_json) -> None:
     flicker ratio: mean |out_t - out_t-1| / mean |in_t - in_t-1| (1.0 = as stable as the source)
     warp error:    change motion does not explain (needs OpenCV: pip install opencv-python-headless)
     """
-    from ..temporal import FlickerMeter, WarpErrorMeter, has_flow
-    from ..video import VideoError, probe, read_frames
+    from ..video import has_flow, measure_videos
 
-    try:
-        src, out = probe(source), probe(stylized)
-        start = frames[0]
-        if start >= src.expected_frames:
-            raise VideoError(f"--frames starts at {start} but {source} has {src.frames} frames")
-        flicker = FlickerMeter()
-        warp = WarpErrorMeter() if has_flow() else None
-        available = src.expected_frames - start
-        if frames[1] is not None:
-            available = min(available, frames[1] - start)
-        ins = read_frames(src, start, available, (out.width, out.height))
-        outs = read_frames(out)
-        n = 0
-        for a, b in zip(ins, outs, strict=False):
-            flicker.update(a, b)
-            if warp is not None:
-                warp.update(a, b)
-            n += 1
-        ins.close()
-        outs.close()
-    except KeyboardInterrupt:
-        click.echo("error: interrupted", err=True)
-        sys.exit(130)
-    except (VideoError, ValueError, OSError) as err:
-        raise _fail(str(err)) from None
-    if flicker.pairs == 0:
-        raise _fail(f"{stylized}: fewer than two frames to compare")
-    report = {"source": str(source), "stylized": str(stylized), "frames": n}
-    report |= flicker.as_dict()
-    report |= warp.as_dict() if warp is not None else {"warp_error": None}
-    if out.expected_frames != available:
-        report["note"] = (
-            f"frame counts differ (source {available} from frame {start}, stylized "
-            f"{out.expected_frames}): compared the first {n}"
-        )
+    report = measure_videos(source, stylized, frames)
     if as_json:
         click.echo(json.dumps(report))
         return
     click.echo(
         f"flicker ratio  {_fmt(report['flicker_ratio'])}  (output change "
         f"{report['output_change']:.4f} / input change {report['input_change']:.4f}, "
-        f"{flicker.pairs} frame pairs; 1.0 = as stable as the source)"
+        f"{report['frame_pairs']} frame pairs; 1.0 = as stable as the source)"
     )
-    if warp is not None:
+    if has_flow():
         click.echo(
             f"warp error     {_fmt(report['warp_error'])}  (input "
             f"{_fmt(report['warp_error_input'])}; DIS optical flow)"

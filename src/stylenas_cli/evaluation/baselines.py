@@ -13,6 +13,7 @@ import numpy as np
 from skimage.color import lab2rgb, rgb2lab
 from skimage.exposure import match_histograms
 
+from ..errors import StylenasError
 from .metrics import as_rgb
 
 STD_EPS = 1e-6  # a flat channel is not scaled up to infinity
@@ -50,10 +51,11 @@ BASELINES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 
 
 def get(name: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """A baseline by name, with the valid names on a typo."""
+    """A baseline by name; a typo raises :class:`~stylenas_cli.errors.StylenasError` listing
+    the valid names."""
     try:
         return BASELINES[name]
     except KeyError:
-        raise ValueError(
+        raise StylenasError(
             f"unknown baseline {name!r}: use one of {', '.join(sorted(BASELINES))}"
         ) from None

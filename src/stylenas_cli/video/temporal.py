@@ -17,8 +17,11 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+
+from .ffmpeg import VideoError, probe, read_frames
 
 
 def _check_pair(inp: np.ndarray, out: np.ndarray) -> None:
@@ -135,6 +138,49 @@ class WarpErrorMeter:
             "warp_error": _round(self.out_error / n) if self.pairs else None,
             "warp_error_input": _round(self.in_error / n) if self.pairs else None,
         }
+
+
+def measure_videos(
+    source: str | Path, stylized: str | Path, frames: tuple[int, int | None] = (0, None)
+) -> dict:
+    """Temporal stability of ``stylized`` against the ``source`` frames it was made from
+    (``frames`` = ``[start, end)`` as given to ``stylenas video --frames``).
+
+    The source frames are decoded at the stylised video's size and paired in order; returns
+    the flicker ratio, the warp error where OpenCV is installed (else ``None``), the frame
+    count, and a ``note`` when the two videos hold different numbers of frames."""
+    src, out = probe(source), probe(stylized)
+    start, end = frames
+    if start >= src.expected_frames:
+        raise VideoError(f"--frames starts at {start} but {source} has {src.frames} frames")
+    available = src.expected_frames - start
+    if end is not None:
+        available = min(available, end - start)
+    flicker = FlickerMeter()
+    warp = WarpErrorMeter() if has_flow() else None
+    ins = read_frames(src, start, available, (out.width, out.height))
+    outs = read_frames(out)
+    n = 0
+    try:
+        for a, b in zip(ins, outs, strict=False):
+            flicker.update(a, b)
+            if warp is not None:
+                warp.update(a, b)
+            n += 1
+    finally:
+        ins.close()  # type: ignore[attr-defined]
+        outs.close()  # type: ignore[attr-defined]
+    if flicker.pairs == 0:
+        raise VideoError(f"{stylized}: fewer than two frames to compare")
+    report = {"source": str(source), "stylized": str(stylized), "frames": n}
+    report |= flicker.as_dict()
+    report |= warp.as_dict() if warp is not None else {"warp_error": None}
+    if out.expected_frames != available:
+        report["note"] = (
+            f"frame counts differ (source {available} from frame {start}, stylized "
+            f"{out.expected_frames}): compared the first {n}"
+        )
+    return report
 
 
 def _round(x: float) -> float | None:

@@ -1,4 +1,5 @@
-"""The search engine (search.py) and durable runs (runs.py) on toy fitness functions."""
+"""The search engine (nas.evolution) and durable run directories (nas.rundir) on toy fitness
+functions: no training, no torch in the evaluations."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from stylenas_cli.errors import StylenasError
 from stylenas_cli.genotype import N_BITS, NAMED, SEARCHABLE_BITS, UNUSED_BIT, Genotype
-from stylenas_cli.runs import Plan, Run, RunError, execute
-from stylenas_cli.search import (
+from stylenas_cli.nas.evolution import (
     LocalPool,
     Scores,
     Serial,
@@ -28,6 +29,7 @@ from stylenas_cli.search import (
     random_search,
     scalarise,
 )
+from stylenas_cli.nas.rundir import Plan, Run, RunError, execute
 
 TARGET = random_genotype(random.Random(123))  # hidden from the search
 AXES = ("n_on", "distance")
@@ -279,11 +281,14 @@ def test_resume_refuses_a_different_search(tmp_path: Path):
 
 
 def test_plan_checks_its_settings():
-    with pytest.raises(ValueError, match="strategy"):
+    # User errors: one clean line from the command line, and still ValueErrors.
+    with pytest.raises(StylenasError, match="strategy"):
         Plan(strategy="annealing")
-    with pytest.raises(ValueError, match="sample"):
+    with pytest.raises(StylenasError, match="sample"):
         Plan(population=3, sample=5)
-    with pytest.raises(ValueError, match="outside"):
+    with pytest.raises(StylenasError, match="outside"):
         Plan(space=(0, 1), include=(NAMED["photonet"],))
-    with pytest.raises(ValueError, match="backend"):
+    with pytest.raises(StylenasError, match="backend"):
         make_executor(toy, 1, "slurm")
+    with pytest.raises(ValueError, match="sample"):
+        evolve(toy, 3, 2, 3, random.Random(0))

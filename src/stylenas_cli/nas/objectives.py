@@ -6,8 +6,10 @@ reconstruction, then measured on
 - ``recon``: reconstruction loss on held-aside photos (the training loss: weighted pixel MSE +
   mean feature MSE over the five VGG levels);
 - ``gram``: stylisation Gram loss to the style on validation pairs (per level
-  ``‖G_out − G_style‖² / ‖G_style‖²``, mean over relu1_1…relu5_1);
-- ``dssim``: ``1 − SSIM`` between the grayscale content and the grayscale output;
+  ``‖G_out − G_style‖² / ‖G_style‖²``, mean over relu1_1…relu5_1; the evaluation's
+  :func:`~..evaluation.metrics.gram_distance` on the candidate's own encoder features);
+- ``dssim``: ``1 − SSIM`` between the grayscale content and the grayscale output (the
+  evaluation's :func:`~..evaluation.metrics.ssim`);
 - ``params_m`` (millions), ``gflops`` (one decoder pass at 512×512) and ``sec_per_mp``
   (measured stylisation seconds per megapixel at the validation size).
 
@@ -28,39 +30,40 @@ seeded from ``(seed, genotype)``: the same candidate scores the same in any work
 from __future__ import annotations
 
 import hashlib
-import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
-from .decoder import Decoder, count_parameters, decoder_flops
-from .device import resolve_device
-from .encoder import LEVELS
-from .files import atomic_write
-from .genotype import N_BITS, Genotype
-from .images import IMAGE_SUFFIXES
-from .model import Stylizer
-from .search import Scores, scalarise
-from .train import (
+from ..decoder import Decoder, count_parameters, decoder_flops
+from ..device import autocast_dtype, resolve_device
+from ..encoder import LEVELS
+from ..evaluation import find_pairs
+from ..evaluation.metrics import gram_distance, grams_of, ssim
+from ..files import atomic_write
+from ..genotype import N_BITS, Genotype
+from ..model import Stylizer
+from ..train import (
+    PhotoSampler,
     TrainConfig,
+    TrainState,
     export_weights,
+    fit,
     list_images,
-    lr_factor,
     reconstruction_loss,
     split_holdout,
     train,
     val_images,
     warm_start,
 )
+from .evolution import Scores, scalarise
+from .rundir import CANDIDATES
 
 VALIDATION = "validation.pt"
-CANDIDATES = "candidates"
 
 STYLENAS_QUALITY = ("recon", "gram", "dssim")
 STYLENAS_WEIGHTS = {
@@ -77,24 +80,9 @@ PSTEP_WEIGHTS = {"l_r": 0.8, "l_p": 0.1, "l_m": 0.1}  # SPEC §5
 # --- data ---------------------------------------------------------------------------------
 
 
-def find_pairs(folder: str | Path) -> list[tuple[Path, Path]]:
-    """``folder/content/X.*`` with ``folder/style/X.*`` (same stem), sorted by name."""
-    folder = Path(folder)
-
-    def photos(sub: str) -> dict[str, Path]:
-        d = folder / sub
-        if not d.is_dir():
-            return {}
-        return {p.stem: p for p in sorted(d.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
-
-    contents, styles = photos("content"), photos("style")
-    pairs = [(contents[k], styles[k]) for k in sorted(contents) if k in styles]
-    if not pairs:
-        raise FileNotFoundError(
-            f"no validation pairs in {folder}: it needs content/ and style/ subfolders "
-            "holding photos with the same names"
-        )
-    return pairs
+def pair_paths(folder: str | Path) -> list[tuple[Path, Path]]:
+    """The (content, style) photos of a pair folder (see :func:`~..evaluation.find_pairs`)."""
+    return [(p.content, p.style) for p in find_pairs(folder)[0]]
 
 
 def spread(items: list, count: int) -> list:
@@ -123,7 +111,7 @@ def prepare_stylenas(
     if _is_current(path, key):
         return path
     held = spread(split_holdout(list_images(train_data))[1], photos)
-    chosen = spread(find_pairs(pairs), n_pairs)
+    chosen = spread(pair_paths(pairs), n_pairs)
     payload = {
         "photos": val_images(held, size),
         "contents": val_images([c for c, _ in chosen], size),
@@ -151,13 +139,13 @@ def prepare_pstep(
     """Write ``<run>/validation.pt`` once: the pairs and the teacher's stylisations of them
     (also saved as ``<run>/teacher/<name>.png`` to look at). ``teacher_id`` names the
     teacher's weights: a different teacher recomputes the file."""
-    from .model import tensor_to_pil
+    from ..model import tensor_to_pil
 
     path = Path(run_dir) / VALIDATION
     key = {"pairs": str(pairs), "n": n_pairs, "size": size, "teacher": teacher_id}
     if _is_current(path, key):
         return path
-    chosen = spread(find_pairs(pairs), n_pairs)
+    chosen = spread(pair_paths(pairs), n_pairs)
     contents = val_images([c for c, _ in chosen], size)
     styles = val_images([s for _, s in chosen], size)
     teacher.eval()
@@ -185,26 +173,6 @@ def _load_validation(path: str, mtime_ns: int) -> dict:  # once per process and 
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-@lru_cache(maxsize=2)
-def photo_bank(folder: str, size: int) -> tuple[torch.Tensor, ...]:
-    """The training photos of ``folder`` (hold-out excluded) as uint8 ``(3, H, W)``, shrunk
-    so the short side is at most ``2·size`` (crops are resized to ``size`` anyway). Loaded
-    once per process."""
-    bank = []
-    for f in split_holdout(list_images(folder))[0]:
-        with Image.open(f) as img:
-            img.draft("RGB", (2 * size, 2 * size))  # JPEG: decode at a reduced scale
-            img = img.convert("RGB")
-            scale = 2 * size / min(img.size)
-            if scale < 1:
-                img = img.resize(
-                    (max(1, round(img.width * scale)), max(1, round(img.height * scale))),
-                    Image.Resampling.BILINEAR,
-                )
-            bank.append(torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1))  # (3, H, W)
-    return tuple(bank)
-
-
 # --- pieces of the objectives -------------------------------------------------------------
 
 
@@ -212,32 +180,6 @@ def derive_seed(seed: int, genotype: Genotype | str) -> int:
     """A seed for one candidate from the run's seed and the genotype alone."""
     digest = hashlib.sha256(f"{seed}:{genotype}".encode()).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
-
-
-def gram(x: torch.Tensor) -> torch.Tensor:
-    """``(B, C, H, W)`` -> Gram matrices ``F Fᵀ / (H·W)``, ``(B, C, C)``."""
-    f = x.flatten(2).float()  # (B, C, H*W)
-    return f @ f.transpose(1, 2) / f.shape[-1]
-
-
-def gram_loss(out: dict[str, torch.Tensor], style: dict[str, torch.Tensor]) -> float:
-    """Mean over levels of ``‖G_out − G_style‖²_F / ‖G_style‖²_F`` (0 = same statistics)."""
-    per = []
-    for level in style:
-        g_out, g_style = gram(out[level]), gram(style[level])
-        per.append(((g_out - g_style) ** 2).sum() / (g_style**2).sum().clamp_min(1e-12))
-    return float(torch.stack(per).mean())
-
-
-def gray_ssim(a: torch.Tensor, b: torch.Tensor) -> float:
-    """SSIM (scikit-image, ``data_range=1``) of two ``(3, H, W)`` images in grayscale."""
-    from skimage.color import rgb2gray
-    from skimage.metrics import structural_similarity
-
-    ga, gb = (
-        rgb2gray(t.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()) for t in (a, b)
-    )
-    return float(structural_similarity(ga, gb, data_range=1.0))
 
 
 def pstep_score(l_r: float, l_p: float, l_m: float, weights: dict[str, float] = PSTEP_WEIGHTS):
@@ -252,11 +194,6 @@ def gflops(genotype: Genotype) -> float:
     return decoder_flops(Decoder(genotype), 64, 64) * 64 / 1e9
 
 
-def _amp(device: torch.device):
-    enabled = device.type == "cuda"
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
-
-
 @dataclass
 class TrainSettings:
     """The short reconstruction training every candidate gets (and the final one)."""
@@ -268,44 +205,50 @@ class TrainSettings:
     lr: float = 5e-4  # peak; warm-up then cosine, as `stylenas train` (2e-3 killed ReLU paths)
     pixel_weight: float = 10.0
     device: str = "cpu"
+    precision: str = "auto"  # autocast while training; auto: bf16 on CUDA, fp32 on the CPU
     threads: int = 0  # torch intra-op threads in each worker (0: leave as is)
+
+    def config(self, **overrides) -> TrainConfig:
+        """These settings as a :class:`~..train.TrainConfig` (warm-up by its default rule)."""
+        base = dict(
+            data=self.data,
+            steps=self.steps,
+            batch=self.batch,
+            size=self.size,
+            lr=self.lr,
+            pixel_weight=self.pixel_weight,
+            precision=resolve_precision(self.precision, resolve_device(self.device)),
+            device=self.device,
+        )
+        return TrainConfig(**(base | overrides))
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> ``bf16`` on CUDA, ``fp32`` elsewhere (CPU autocast is slow); else checked
+    and returned as is."""
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    autocast_dtype(precision)  # raises DeviceError on an unknown name
+    return precision
 
 
 def short_train(st: Stylizer, cfg: TrainSettings, seed: int) -> float:
-    """Train ``st.decoder`` for reconstruction (encoder frozen, no WCT); returns the mean
-    loss of the last steps."""
-    from torchvision.transforms import v2
-
-    device = st.device
-    photos = photo_bank(cfg.data, cfg.size)
-    rng = random.Random(seed)
-    crop = v2.Compose(
-        [
-            v2.RandomResizedCrop(cfg.size, scale=(0.25, 1.0), antialias=True),
-            v2.RandomHorizontalFlip(),
-        ]
-    )
-    schedule = TrainConfig(data="", steps=cfg.steps, warmup=max(1, cfg.steps // 10), lr=cfg.lr)
+    """Train ``st.decoder`` for reconstruction with ``train.fit`` (encoder frozen, no WCT)
+    on resized random crops; returns the mean loss of the last fifth of the steps."""
+    files = split_holdout(list_images(cfg.data))[0]
+    # Crops are resized to `size` anyway: photos kept at a short side of 2·size lose nothing.
+    sampler = PhotoSampler(files, cfg.size, seed, "resized", max_short_side=2 * cfg.size)
     opt = torch.optim.Adam(st.decoder.parameters(), lr=cfg.lr)
-    st.decoder.train()
-    losses = []
-    for step in range(cfg.steps):
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr * lr_factor(step, schedule)
-        picks = [photos[rng.randrange(len(photos))] for _ in range(cfg.batch)]
-        img = torch.stack([crop(p) for p in picks]).float().div(255).to(device)  # (B, 3, S, S)
-        with _amp(device):
-            with torch.no_grad():
-                feats = st.encoder(img)
-            loss, _ = reconstruction_loss(
-                st.decoder(feats), img, st.encoder, feats, cfg.pixel_weight, LEVELS
-            )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(st.decoder.parameters(), schedule.clip_grad)
-        opt.step()
-        losses.append(loss.item())
-    st.decoder.eval()
+    losses: list[float] = []
+    fit(
+        st.decoder,
+        st.encoder,
+        opt,
+        sampler.batch,
+        cfg.config(),
+        TrainState(),
+        lambda info: losses.append(info["loss"]),
+    )
     tail = losses[-max(1, len(losses) // 5) :]
     return sum(tail) / len(tail) if tail else float("nan")
 
@@ -335,6 +278,7 @@ class _Objective:
 
     @property
     def validation(self) -> dict:
+        """The run's validation data (loaded once per process)."""
         return _validation(Path(self.run_dir) / VALIDATION)
 
     def __call__(self, genotype: Genotype) -> Scores:
@@ -357,6 +301,7 @@ class _Objective:
         return Scores.of(objectives, self.weights, checkpoint=str(checkpoint), **info)
 
     def measure(self, st: Stylizer) -> dict[str, float]:
+        """The objectives of a trained candidate (fp32, as every candidate is measured)."""
         raise NotImplementedError
 
     def _cost(self, st: Stylizer, sec_per_mp: float) -> dict[str, float]:
@@ -384,11 +329,11 @@ class StyleNASObjective(_Objective):
         outs, sec_per_mp = _stylize_all(st, v)
         grams, ssims = [], []
         for c, s, out in zip(v["contents"], v["styles"], outs):
-            enc = st.encoder(torch.stack([out, s]).to(st.device))
+            g = grams_of(st.encoder(torch.stack([out, s]).to(st.device)))  # level: (2, C, C)
             grams.append(
-                gram_loss({k: f[:1] for k, f in enc.items()}, {k: f[1:] for k, f in enc.items()})
+                gram_distance({k: m[0] for k, m in g.items()}, {k: m[1] for k, m in g.items()})
             )
-            ssims.append(gray_ssim(c, out))
+            ssims.append(ssim(c, out))
         objectives = {
             "recon": float(recon),
             "gram": sum(grams) / len(grams),
@@ -428,8 +373,8 @@ def train_winner(
     objective: _Objective,
     genotype: Genotype,
     steps: int,
-    log=print,
-    on_step=None,
+    log: Callable[[str], None] = print,
+    on_step: Callable[[int, dict], None] | None = None,
 ) -> tuple[Path, dict[str, float], float]:
     """Train the winner ``steps`` more steps (``stylenas train``'s loop, resumable in
     ``<run>/final``) from its candidate decoder, export ``<run>/winner.pt`` (fp16) and
@@ -444,19 +389,10 @@ def train_winner(
     start = run_dir / CANDIDATES / f"{genotype}.pt"
     init = start if start.exists() else objective.init
     t = objective.train
-    device = resolve_device(t.device)
-    cfg = TrainConfig(
-        data=t.data,
+    cfg = t.config(
         arch=str(genotype),
         out=str(out),
         steps=steps,
-        batch=t.batch,
-        size=t.size,
-        lr=t.lr,
-        warmup=max(1, min(100, steps // 10)),
-        pixel_weight=t.pixel_weight,
-        precision="bf16" if device.type == "cuda" else "fp32",
-        device=t.device,
         seed=derive_seed(objective.seed, genotype),
         checkpoint_every=max(1, min(100, steps)),
         val_every=steps,

@@ -17,6 +17,10 @@ name           definition                                                  bette
 
 The output is compared at the content's resolution: :func:`resize` it first if needed.
 
+``gram`` is built from two pieces that work with any encoder's features, so every Gram loss
+of the project uses one formula: :func:`grams_of` (features -> Gram matrices) and
+:func:`gram_distance` (the normalised distance between two sets of them).
+
 Cost helpers: :func:`seconds_per_megapixel` (warm, median of N), :func:`peak_memory`
 (RSS on CPU, max allocated on CUDA), :func:`parameters` and :func:`flops_per_megapixel` of
 a decoder.
@@ -24,6 +28,7 @@ a decoder.
 
 from __future__ import annotations
 
+import copy
 import statistics
 import time
 from collections.abc import Callable
@@ -39,12 +44,15 @@ from skimage.color import rgb2gray, rgb2lab
 from skimage.filters import gaussian, sobel
 from skimage.metrics import structural_similarity
 
-from .encoder import LEVELS
+from ..decoder import count_parameters, decoder_flops
+from ..device import synchronize
+from ..encoder import LEVELS, VGGEncoder
 
 EDGE_SIGMA = 1.0  # px, Gaussian blur before the Sobel magnitude
 LAB_SAMPLES = 40_000  # at most this many pixels of each image for lab_w1
 LAB_SEED = 0
 GRAM_LONG_SIDE = 512  # both images resized so the long side is this before VGG
+GRAM_EPS = 1e-30  # a black style (all-zero Gram matrices) must not divide by zero
 HIGHER_IS_BETTER: dict[str, bool] = {
     "ssim": True,
     "edge_ssim": True,
@@ -177,9 +185,25 @@ def gain(lab_w1_output: float, lab_c: float) -> float:
 def gram_encoder(device: str = "cpu"):
     """The VGG19 of the ``gram`` metric: Caffe weights, zero padding, raw (Caffe-scale)
     features. Built once per device."""
-    from .encoder import VGGEncoder
-
     return VGGEncoder(padding="zeros", normalise=False).to(device)
+
+
+def grams_of(feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Gram matrix ``F Fᵀ / (H·W)`` of each level's features, computed in float32.
+
+    ``(1, C, H, W)`` or ``(C, H, W)`` features give ``(C, C)``; a batch ``(B, C, H, W)``
+    with ``B > 1`` gives ``(B, C, C)``, one per image. Any encoder's features will do."""
+    grams = {}
+    for level, feat in feats.items():
+        if feat.ndim == 4 and feat.shape[0] == 1:
+            feat = feat[0]
+        if feat.ndim not in (3, 4):
+            raise ValueError(
+                f"{level}: expected (B, C, H, W) or (C, H, W) features, got {tuple(feat.shape)}"
+            )
+        f = feat.flatten(-2).float()  # (..., C, H*W)
+        grams[level] = f @ f.transpose(-1, -2) / f.shape[-1]  # (..., C, C)
+    return grams
 
 
 @torch.no_grad()
@@ -195,20 +219,21 @@ def gram_matrices(
     if long_side is not None:
         arr = resize_long_side(arr, long_side)
     device = next(encoder.parameters()).device
-    x = torch.from_numpy(arr.astype(np.float32)).permute(2, 0, 1)[None].to(device)
-    grams = {}
-    for level, feat in encoder(x, LEVELS).items():
-        f = feat[0].flatten(1).float()  # (C, H*W)
-        grams[level] = (f @ f.T / f.shape[1]).double().cpu()  # (C, C)
-    return grams
+    x = torch.from_numpy(arr.astype(np.float32)).permute(2, 0, 1)[None]  # (1, 3, H, W)
+    x = x.to(device)
+    return {lv: g.double().cpu() for lv, g in grams_of(encoder(x, LEVELS)).items()}
 
 
 def gram_distance(out: dict[str, torch.Tensor], style: dict[str, torch.Tensor]) -> float:
-    """Mean over levels of ``‖G_out − G_style‖²_F / ‖G_style‖²_F``."""
-    losses = [
-        float(((out[lv] - style[lv]) ** 2).sum() / (style[lv] ** 2).sum().clamp_min(1e-30))
-        for lv in LEVELS
-    ]
+    """Mean over the style's levels of ``‖G_out − G_style‖²_F / ‖G_style‖²_F`` (0: the same
+    second-order statistics), from :func:`grams_of` of any encoder's ``(C, C)`` matrices."""
+    losses = []
+    for lv, g_style in style.items():
+        if lv not in out or out[lv].shape != g_style.shape:
+            got = tuple(out[lv].shape) if lv in out else "nothing"
+            raise ValueError(f"{lv}: expected a {tuple(g_style.shape)} Gram matrix, got {got}")
+        diff = ((out[lv] - g_style) ** 2).sum()
+        losses.append(float(diff / (g_style**2).sum().clamp_min(GRAM_EPS)))
     return float(np.mean(losses))
 
 
@@ -224,12 +249,43 @@ def gram(
     )
 
 
+class Scorer:
+    """Every EVAL.md metric of outputs for one content/style pair; the content's and the
+    style's reference statistics (``lab_c``, ``gram_c``, the style's Gram matrices and Lab
+    samples) are computed once, so scoring many outputs of a pair costs only the outputs."""
+
+    def __init__(
+        self,
+        content: np.ndarray,
+        style: np.ndarray,
+        encoder: torch.nn.Module | None = None,
+        gram_size: int | None = GRAM_LONG_SIDE,
+    ) -> None:
+        self.content = as_rgb(content, "content")
+        self.encoder = encoder if encoder is not None else gram_encoder()
+        self.gram_size = gram_size
+        self.style_grams = gram_matrices(as_rgb(style, "style"), self.encoder, gram_size)
+        self.style_lab = lab_samples(style)
+        self.lab_c = lab_w1_samples(lab_samples(self.content), self.style_lab)
+        self.gram_c = gram_distance(
+            gram_matrices(self.content, self.encoder, gram_size), self.style_grams
+        )
+
+    def __call__(self, output: np.ndarray) -> dict[str, float]:
+        """``output`` at the content's size -> ``{ssim, edge_ssim, lab_w1, gain, gram}``."""
+        w1 = lab_w1_samples(lab_samples(output), self.style_lab)
+        return {
+            "ssim": ssim(self.content, output),
+            "edge_ssim": edge_ssim(self.content, output),
+            "lab_w1": w1,
+            "gain": gain(w1, self.lab_c),
+            "gram": gram_distance(
+                gram_matrices(output, self.encoder, self.gram_size), self.style_grams
+            ),
+        }
+
+
 # --- cost ----------------------------------------------------------------------------------
-
-
-def _sync(device: torch.device | str | None) -> None:
-    if device is not None and torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def seconds_per_megapixel(
@@ -247,10 +303,10 @@ def seconds_per_megapixel(
         fn()
     times = []
     for _ in range(repeats):
-        _sync(device)
+        synchronize(device)
         t0 = time.perf_counter()
         fn()
-        _sync(device)
+        synchronize(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times) / (pixels / 1e6)
 
@@ -306,18 +362,12 @@ def peak_memory(fn: Callable[[], object], device: torch.device | str = "cpu") ->
 
 def parameters(module: torch.nn.Module) -> int:
     """Number of parameters (the decoder's, for a Stylizer: the encoder is shared)."""
-    from .decoder import count_parameters
-
     return count_parameters(module)
 
 
 def flops_per_megapixel(decoder: torch.nn.Module, side: int = 128) -> float:
     """Decoder FLOPs per megapixel (no transfers), counted at ``side × side``; convolution
     cost is proportional to the pixel count, so this holds at every size."""
-    import copy
-
-    from .decoder import decoder_flops
-
     if any(p.device.type != "cpu" for p in decoder.parameters()):
         decoder = copy.deepcopy(decoder).cpu()  # decoder_flops feeds CPU tensors
     return decoder_flops(decoder, side, side) / (side * side / 1e6)

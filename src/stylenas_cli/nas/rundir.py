@@ -26,39 +26,36 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .files import atomic_write
-from .genotype import N_BITS, NAMED, SEARCHABLE_BITS, Genotype
-from .search import Executor, Result, Scores, evolve, pareto_front, random_search
+from ..errors import StylenasError
+from ..files import atomic_write, jsonable, write_json
+from ..genotype import N_BITS, NAMED, SEARCHABLE_BITS, Genotype
+from .evolution import Executor, Result, Scores, evolve, pareto_front, random_search
 
 CONFIG, RECORDS, BEST, PLOT, CANDIDATES = (
     "config.json",
     "records.jsonl",
     "best.json",
     "pareto.png",
-    "candidates",
+    "candidates",  # <run>/candidates/<genotype>.pt, written by the objectives
 )
 # Settings a resumed run may change: they do not change what a candidate scores.
 MAY_CHANGE = frozenset({"workers", "backend", "address", "budget", "keep_checkpoints"})
-MAY_CHANGE |= {"final_steps", "device", "threads"}
+MAY_CHANGE |= {"final_steps", "device", "precision", "threads"}
 STRATEGIES = ("evolution", "random")
 
 
-class RunError(ValueError):
-    """A run directory that cannot be used as asked."""
-
-
-def _jsonable(value):
-    return json.loads(json.dumps(value))
+class RunError(StylenasError):
+    """A run directory or search plan that cannot be used as asked."""
 
 
 def record_of(result: Result) -> dict:
-    """One line of ``records.jsonl``."""
+    """One line of ``records.jsonl`` (NaN and infinities as null: strict JSON)."""
     s = result.scores
-    info = _finite(s.info)
+    info = jsonable(s.info)
     return {
         "index": result.index,
         "genotype": str(result.genotype),
-        "objectives": _finite(s.objectives),
+        "objectives": jsonable(s.objectives),
         "fitness": None if s.failed else s.fitness,
         "train_seconds": info.pop("train_seconds", None),
         "seconds": round(result.seconds, 3),
@@ -71,14 +68,8 @@ def record_of(result: Result) -> dict:
     }
 
 
-def _finite(values: dict) -> dict:
-    """NaN and infinities become null: records.jsonl stays strict JSON."""
-    return {
-        k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in values.items()
-    }
-
-
 def scores_of(record: dict) -> Scores:
+    """The engine's :class:`Scores` of one record (a failure's fitness is infinite)."""
     info = dict(record.get("info") or {})
     for key in ("train_seconds", "checkpoint"):
         if record.get(key) is not None:
@@ -109,16 +100,16 @@ class Plan:
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {self.strategy!r}: use {' or '.join(STRATEGIES)}")
+            raise RunError(f"unknown strategy {self.strategy!r}: use {' or '.join(STRATEGIES)}")
         if self.budget < 1:
-            raise ValueError(f"budget must be at least 1, got {self.budget}")
+            raise RunError(f"budget must be at least 1, got {self.budget}")
         if self.strategy == "evolution" and not 1 <= self.sample <= self.population:
-            raise ValueError(
+            raise RunError(
                 f"need 1 <= sample <= population, got {self.sample} and {self.population}"
             )
         outside = [g for g in self.include if any(g.bits[i] == "1" for i in self._off)]
         if outside:
-            raise ValueError(f"included genotype {outside[0]} is outside the search space")
+            raise RunError(f"included genotype {outside[0]} is outside the search space")
 
     @property
     def _off(self) -> list[int]:
@@ -138,7 +129,7 @@ class Run:
         match but for :data:`MAY_CHANGE`). A run with no finished candidate yet is simply
         started again."""
         run = cls(Path(path))
-        config = _jsonable(config)
+        config = jsonable(config)
         if (run.path / CONFIG).exists() and run.records():
             if not resume:
                 raise RunError(
@@ -156,11 +147,12 @@ class Run:
             run._repair()
         elif (run.path / RECORDS).exists():
             raise RunError(f"{run.path} has records but no {CONFIG}: not a run directory")
-        atomic_write(run.path / CONFIG, lambda tmp: tmp.write_text(json.dumps(config, indent=2)))
+        write_json(run.path / CONFIG, config)
         return run
 
     @property
     def records_path(self) -> Path:
+        """``<run>/records.jsonl``."""
         return self.path / RECORDS
 
     def records(self) -> list[dict]:
@@ -190,9 +182,11 @@ class Run:
             atomic_write(self.records_path, lambda tmp: tmp.write_text(good))
 
     def cache(self) -> dict[Genotype, Scores]:
+        """Every finished candidate's scores: the engine never evaluates these again."""
         return {Genotype(r["genotype"]): scores_of(r) for r in self.records()}
 
     def append(self, result: Result) -> dict:
+        """Record a finished candidate, on disk (fsynced) before anything else happens."""
         record = record_of(result)
         with open(self.records_path, "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -233,12 +227,12 @@ class Run:
         return best
 
     def best(self) -> dict | None:
+        """``best.json`` as written last, or None before the first summary."""
         path = self.path / BEST
         return json.loads(path.read_text()) if path.exists() else None
 
     def write_best(self, best: dict) -> Path:
-        text = json.dumps(_jsonable(best), indent=2)
-        return atomic_write(self.path / BEST, lambda tmp: tmp.write_text(text))
+        return write_json(self.path / BEST, best)
 
     def tidy(self, drop: set[str]) -> None:
         """Delete the checkpoints of these genotypes (never one still being evaluated)."""

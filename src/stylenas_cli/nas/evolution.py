@@ -1,7 +1,7 @@
 """Architecture search engine (SPEC §5): pure functions over genotypes, no torch, no click.
 
 The loop never trains anything itself: it takes an ``evaluate(genotype) -> Scores`` callable,
-so tests drive it with a toy fitness and :mod:`stylenas_cli.nas` plugs in the real objectives.
+so tests drive it with a toy fitness and :mod:`.objectives` plugs in the real ones.
 
 - :func:`random_genotype`, :func:`mutate` — sampling and one-bit mutation inside a *space*
   (the bits that may be on: every searchable bit, or the teacher's bits when pruning).
@@ -31,11 +31,16 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from .genotype import N_BITS, SEARCHABLE_BITS, Genotype
+from ..errors import StylenasError
+from ..genotype import N_BITS, SEARCHABLE_BITS, Genotype
 
 RETRIES = 1  # a failed evaluation is tried once more, then recorded as failed
 
 Evaluate = Callable[[Genotype], "Scores"]
+
+
+class SearchError(StylenasError):
+    """A search that cannot run as asked (its settings, its backend)."""
 
 
 # --- scores -------------------------------------------------------------------------------
@@ -67,6 +72,7 @@ class Scores:
 
     @classmethod
     def failure(cls, error: str) -> Scores:
+        """A candidate that could not be scored: no objectives, infinite fitness."""
         return cls({}, math.inf, error=error)
 
 
@@ -107,9 +113,10 @@ def mutate(
 
 
 def check_space(space: Iterable[int]) -> tuple[int, ...]:
+    """``space`` as a sorted tuple; it must be a non-empty set of searchable bits."""
     space = tuple(sorted(set(space)))
     if not space or not set(space) <= set(SEARCHABLE_BITS):
-        raise ValueError(f"a search space is a non-empty set of searchable bits, got {space}")
+        raise SearchError(f"a search space is a non-empty set of searchable bits, got {space}")
     return space
 
 
@@ -133,6 +140,7 @@ class Result:
 
 
 def worker_name() -> str:
+    """``host:pid`` of this process (which worker evaluated a candidate)."""
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -150,6 +158,8 @@ def attempt(evaluate: Evaluate, genotype: Genotype) -> tuple[Scores | None, str,
 
 
 class Executor(Protocol):
+    """Evaluates submitted genotypes, ``slots`` at a time; results in finishing order."""
+
     slots: int
 
     def submit(self, genotype: Genotype) -> None: ...
@@ -220,7 +230,7 @@ class LocalPool(_Retrying):
         import multiprocessing
 
         if workers < 1:
-            raise ValueError(f"workers must be at least 1, got {workers}")
+            raise SearchError(f"workers must be at least 1, got {workers}")
         self.evaluate, self.slots = evaluate, workers
         self._ctx = multiprocessing.get_context(context)
         self._pool = ProcessPoolExecutor(workers, mp_context=self._ctx)
@@ -311,7 +321,7 @@ class RayPool(_Retrying):
         try:
             import ray
         except ImportError:
-            raise RuntimeError(
+            raise SearchError(
                 "the ray backend needs Ray: pip install 'stylenas-cli[ray]'"
             ) from None
         self._ray = ray
@@ -363,7 +373,7 @@ def make_executor(
     if backend == "ray":
         return RayPool(evaluate, workers, address, **ray_kwargs)
     if backend != "local":
-        raise ValueError(f"unknown backend {backend!r}: use local or ray")
+        raise SearchError(f"unknown backend {backend!r}: use local or ray")
     return Serial(evaluate) if workers == 1 else LocalPool(evaluate, workers, context)
 
 
@@ -444,7 +454,7 @@ def evolve(
     the population (the ``population`` youngest finished models): when it finishes it joins
     the population and the oldest member retires. Failed children take no place in it."""
     if not 1 <= sample <= population:
-        raise ValueError(
+        raise SearchError(
             f"need 1 <= sample <= population, got sample {sample}, population {population}"
         )
     space = check_space(space)

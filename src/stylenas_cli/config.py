@@ -1,0 +1,28 @@
+"""Settings shared by the library and the command line, importable without torch (so that
+``stylenas --help`` shows the defaults without loading it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Long side (px) the network sees by default; its result is lifted to the photo's own size.
+DEFAULT_WORK_SIZE = 512
+
+
+@dataclass(frozen=True)
+class LiftConfig:
+    """How the network's working-resolution result is lifted to full resolution.
+
+    ``radius`` is the guided filter's window radius in pixels *at the working size*;
+    ``eps`` its regularisation (larger = smoother colour maps, less edge-aware)."""
+
+    radius: int = 4
+    eps: float = 1e-3
+    # Photos no larger than the working size: filter them too (fit and apply at their size).
+    filter_small: bool = False
+
+    def __post_init__(self) -> None:
+        if self.radius < 1:
+            raise ValueError(f"lift radius must be at least 1 px, got {self.radius}")
+        if not self.eps > 0:
+            raise ValueError(f"lift eps must be positive, got {self.eps}")

@@ -1,0 +1,413 @@
+"""Streaming video stylisation: decode -> batched stylise -> encode, then mux the other streams.
+
+Three stages overlap: a reader thread decodes frames with imageio-ffmpeg (one frame at a time)
+into batches, the calling thread stylises them, a writer thread encodes them with ffmpeg. The
+queues between the stages are bounded, so memory does not grow with the length of the clip and
+the slowest stage sets the pace. The encoded video is then muxed with every non-video stream of
+the input (audio, subtitles, data), copied unchanged, into a temp file that is renamed onto the
+output only when all went well. Temporal stabilisation is :mod:`.stabilize`; everything that
+talks to ffmpeg is :mod:`.ffmpeg`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..files import atomic_write, check_writable, plan_outputs
+from ..model import STYLE_MAX_SIDE, Stylizer, check_side
+from .ffmpeg import (
+    CONTAINERS,
+    Encoding,
+    VideoError,
+    VideoInfo,
+    encoder_error,
+    encoding_for,
+    mux,
+    probe,
+    probe_frames,
+    read_frames,
+)
+from .stabilize import StabilizeConfig, Stabilizer, stylize_frames
+from .temporal import FlickerMeter
+
+# --- planning ---------------------------------------------------------------------------------
+
+
+@dataclass
+class VideoConfig:
+    """Everything ``stylenas video`` decides besides the model and the paths."""
+
+    alpha: float = 1.0
+    max_size: int | None = None  # long side of the output frames; None: the source size
+    batch_size: int | None = None  # None: chosen from the device and the frame size
+    crf: int | None = None  # None: the codec's default (libx264: 18)
+    codec: str | None = None  # None: the container's usual encoder
+    frames: tuple[int, int | None] = (0, None)  # [start, end) in source frames
+    preview: int | None = None  # only the first N frames of the range
+    stabilize: bool = True
+    smoothing: float = 0.0  # with stabilize: weight of past frames in the WCT statistics
+    flicker: bool = False  # measure the flicker ratio while encoding
+    overwrite: bool = False
+
+
+@dataclass
+class VideoResult:
+    input: Path
+    output: Path
+    frames: int
+    width: int
+    height: int
+    video_fps: Fraction
+    seconds: float
+    device: str
+    batch_size: int
+    stabilize: bool
+    codec: str
+    streams_copied: tuple[str, ...] = ()
+    notes: list[str] = field(default_factory=list)
+    flicker: dict | None = None
+
+    @property
+    def fps(self) -> float:
+        """Frames stylised per second of wall time (decode, stylise, encode, mux)."""
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        d = {
+            "input": str(self.input),
+            "output": str(self.output),
+            "frames": self.frames,
+            "width": self.width,
+            "height": self.height,
+            "video_fps": round(float(self.video_fps), 4),
+            "seconds": round(self.seconds, 3),
+            "fps": round(self.fps, 3),
+            "device": self.device,
+            "batch_size": self.batch_size,
+            "stabilize": self.stabilize,
+            "codec": self.codec,
+            "streams_copied": list(self.streams_copied),
+        }
+        if self.flicker is not None:
+            d |= self.flicker
+        if self.notes:
+            d["notes"] = self.notes
+        return d
+
+
+def parse_frames(spec: str) -> tuple[int, int | None]:
+    """``"START:END"`` (END exclusive, either may be empty) -> ``(start, end or None)``."""
+    m = re.fullmatch(r"\s*(\d*)\s*:\s*(\d*)\s*", spec)
+    if not m:
+        raise VideoError(f"expected START:END frame numbers (e.g. 0:48 or 100:), got {spec!r}")
+    start = int(m.group(1)) if m.group(1) else 0
+    end = int(m.group(2)) if m.group(2) else None
+    if end is not None and end <= start:
+        raise VideoError(f"END must be greater than START, got {spec!r}")
+    return start, end
+
+
+def frame_range(info: VideoInfo, cfg: VideoConfig) -> tuple[int, int]:
+    """The source frames ``[start, end)`` to stylise."""
+    start, end = cfg.frames
+    total = info.expected_frames
+    if start >= total:
+        raise VideoError(f"--frames starts at {start} but {info.path} has {total} frames")
+    end = total if end is None else min(end, total)
+    if cfg.preview is not None:
+        end = min(end, start + cfg.preview)
+    return start, end
+
+
+def output_size(width: int, height: int, max_size: int | None) -> tuple[int, int]:
+    """Frame size of the output: long side at most ``max_size``, both sides even (yuv420p)."""
+    if max_size and max(width, height) > max_size:
+        scale = max_size / max(width, height)
+        width, height = round(width * scale), round(height * scale)
+    return max(2, width // 2 * 2), max(2, height // 2 * 2)
+
+
+def plan_output(src: Path, output: str | Path | None, overwrite: bool) -> Path:
+    """Output path (:func:`~stylenas_cli.files.plan_outputs`: ``<stem>_stylized.<ext>``
+    beside the input or in the ``output`` directory, else ``output``); checks the container,
+    overwriting and that the folder is writable before any work is done."""
+    dest = plan_outputs([src], output, CONTAINERS, "a video container")[0]
+    if dest.is_dir():
+        raise VideoError(f"{dest}: is a directory")
+    if dest.exists() and not overwrite:
+        raise VideoError(f"{dest}: output exists; pass --overwrite to replace it")
+    check_writable(dest.parent)
+    return dest
+
+
+def default_batch_size(
+    device: torch.device, width: int, height: int, precision: str = "fp32"
+) -> int:
+    """Frames per batch: on CUDA as many as fit in half the free memory (at most 16); on CPU
+    batching buys little, so 1-4 frames by size, which keeps memory and latency low."""
+    pixels = width * height
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        # Peak activation memory per pixel of one frame, WCT in float64 included.
+        per_pixel = 4096 if precision == "fp32" else 3072
+        return int(min(16, max(1, free // 2 // (per_pixel * pixels))))
+    return int(min(4, max(1, (1 << 19) // pixels)))
+
+
+# --- the pipeline -----------------------------------------------------------------------------
+
+_END = object()
+
+
+class _Abort(BaseException):
+    """Thrown into the ffmpeg writer so that it kills ffmpeg instead of finishing the file."""
+
+
+@dataclass
+class _Failed:
+    error: BaseException
+
+
+def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _get(q: queue.Queue, stop: threading.Event):
+    while True:
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            if stop.is_set():
+                return _END
+
+
+def _reader(frames: Iterator[np.ndarray], batch: int, size, pin: bool, q, stop) -> None:
+    """Decode thread: group frames into uint8 ``(n, H, W, 3)`` tensors (pinned on CUDA)."""
+    w, h = size
+    try:
+        buf, n = None, 0
+        for frame in frames:
+            if stop.is_set():
+                return
+            if buf is None:
+                buf = torch.empty((batch, h, w, 3), dtype=torch.uint8, pin_memory=pin)
+            buf[n].numpy()[...] = frame
+            n += 1
+            if n == batch:
+                if not _put(q, buf, stop):
+                    return
+                buf, n = None, 0
+        if n:
+            _put(q, buf[:n], stop)
+        _put(q, _END, stop)
+    except BaseException as err:  # handed to the main thread, which raises it
+        _put(q, _Failed(err), stop)
+    finally:
+        frames.close()  # type: ignore[attr-defined]
+
+
+def _writer(open_gen: Callable, q, stop, meter, on_frame, errors: list) -> None:
+    """Encode thread: send frames to ffmpeg; kill it (no trailer) if the run is stopped."""
+    gen = None
+    try:
+        gen = open_gen()
+        gen.send(None)
+        while not stop.is_set():
+            item = _get(q, stop)
+            if item is _END:
+                break
+            inputs, outputs, ready = item
+            if ready is not None:
+                ready.synchronize()  # the device-to-host copy of this batch is done
+            for i in range(outputs.shape[0]):
+                frame = outputs[i].numpy()
+                gen.send(frame)
+                if meter is not None:
+                    meter.update(inputs[i].numpy(), frame)
+                on_frame()
+        if stop.is_set():
+            raise _Abort
+        gen.close()  # waits for ffmpeg to finish the file
+    except BaseException as err:
+        if gen is not None:
+            with contextlib.suppress(BaseException):
+                gen.throw(_Abort)
+        if not isinstance(err, _Abort):
+            errors.append(err)
+        stop.set()
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One planned run: which frames, at what size, encoded how, written where."""
+
+    info: VideoInfo
+    dest: Path
+    start: int  # first source frame
+    count: int  # frames to stylise
+    size: tuple[int, int]  # output (width, height)
+    batch: int
+    encoding: Encoding
+    video_tmp: Path  # the encoded video before muxing
+
+
+def stylize_video(
+    model: Stylizer,
+    src: str | Path,
+    dest: str | Path,
+    style: str | Path,
+    cfg: VideoConfig | None = None,
+    info: VideoInfo | None = None,
+    on_start: Callable[[int], None] = lambda total: None,
+    on_frame: Callable[[], None] = lambda: None,
+) -> VideoResult:
+    """Stylise the video ``src`` with the photo ``style`` into ``dest`` (atomically).
+
+    ``on_start(total_frames)`` once the work is planned, ``on_frame()`` after each encoded
+    frame (from the writer thread). Raises :class:`VideoError` with a one-line reason; on any
+    error or KeyboardInterrupt ``dest`` is untouched and no temp file is left."""
+    t0 = time.perf_counter()
+    cfg = cfg or VideoConfig()
+    src, dest = Path(src), Path(dest)
+    info = info or probe(src)
+    start, end = frame_range(info, cfg)
+    size = output_size(info.width, info.height, cfg.max_size)
+    check_side(*size, f"{src}: frames")
+    notes = []
+    if cfg.max_size is None and size != (info.width, info.height):
+        notes.append(f"{info.width}x{info.height} cropped to {size[0]}x{size[1]} (yuv420p)")
+    if info.vfr:
+        notes.append(f"variable frame rate resampled to a constant {float(info.fps):.3f} fps")
+    encoding = encoding_for(dest, cfg.codec, cfg.crf)
+    batch = cfg.batch_size or default_batch_size(model.device, *size, model.precision)
+
+    # The style at the frames' scale: its statistics then describe the same feature scale.
+    cache = model.load_style(style, min(max(size), STYLE_MAX_SIDE))
+    stabilizer = Stabilizer(StabilizeConfig(momentum=cfg.smoothing)) if cfg.stabilize else None
+    meter = FlickerMeter() if cfg.flicker else None
+
+    on_start(end - start)
+    fd, name = tempfile.mkstemp(prefix=f".{dest.stem}.", suffix=".video.tmp", dir=dest.parent)
+    os.close(fd)
+    job = _Job(info, dest, start, end - start, size, batch, encoding, Path(name))
+    try:
+        written = _pipeline(model, job, cache, cfg.alpha, stabilizer, meter, on_frame)
+        copied: tuple[str, ...] = ()
+
+        def write(tmp: Path) -> None:
+            nonlocal copied
+            copied = mux(job.video_tmp, info, start, written, encoding.muxer, tmp, notes, dest)
+            got = probe_frames(tmp)
+            if got != written:
+                raise VideoError(f"{dest}: wrote {written} frames but the file holds {got}")
+
+        try:
+            atomic_write(dest, write)
+        except OSError as err:
+            msg = f"{dest}: could not write the output ({err.strerror or err})"
+            raise VideoError(msg) from None
+    finally:
+        job.video_tmp.unlink(missing_ok=True)
+    return VideoResult(
+        src, dest, written, *size, info.fps, time.perf_counter() - t0, str(model.device),
+        batch, cfg.stabilize, encoding.codec, copied, notes, meter.as_dict() if meter else None,
+    )  # fmt: skip
+
+
+def _pipeline(model, job: _Job, cache, alpha, stabilizer, meter, on_frame) -> int:
+    """Run reader -> stylise -> writer; returns the number of frames encoded."""
+    import imageio_ffmpeg
+
+    device = model.device
+    cuda = device.type == "cuda"
+    stop = threading.Event()
+    in_q: queue.Queue = queue.Queue(maxsize=2)  # bounded: memory does not grow with the clip
+    out_q: queue.Queue = queue.Queue(maxsize=2)
+    errors: list[BaseException] = []
+    written = 0
+
+    def counted() -> None:
+        nonlocal written
+        written += 1
+        on_frame()
+
+    def open_writer():
+        return imageio_ffmpeg.write_frames(
+            str(job.video_tmp), job.size, fps=job.info.fps, codec=job.encoding.codec,
+            quality=None, macro_block_size=1, ffmpeg_log_level="quiet",
+            output_params=list(job.encoding.params),
+        )  # fmt: skip
+
+    frames = read_frames(job.info, job.start, job.count, job.size)
+    reader = threading.Thread(
+        target=_reader,
+        args=(frames, job.batch, job.size, cuda, in_q, stop),
+        name="stylenas-video-reader",
+        daemon=True,
+    )
+    writer = threading.Thread(
+        target=_writer,
+        args=(open_writer, out_q, stop, meter, counted, errors),
+        name="stylenas-video-writer",
+        daemon=True,
+    )
+    reader.start()
+    writer.start()
+    ok = False
+    try:
+        while True:
+            item = _get(in_q, stop)
+            if item is _END:
+                break
+            if isinstance(item, _Failed):
+                raise item.error
+            x = item.to(device, non_blocking=cuda).permute(0, 3, 1, 2).float().div_(255)
+            out = stylize_frames(model, x.contiguous(), cache, alpha, stabilizer)
+            out8 = out.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
+            out8 = out8.permute(0, 2, 3, 1).contiguous()  # (n, H, W, 3)
+            ready = None
+            if cuda:  # copy back into pinned memory; the writer waits on the event
+                host = torch.empty(out8.shape, dtype=torch.uint8, pin_memory=True)
+                host.copy_(out8, non_blocking=True)
+                ready = torch.cuda.Event()
+                ready.record()
+                out8 = host
+            if not _put(out_q, (item if meter else None, out8, ready), stop):
+                break
+        if not stop.is_set():
+            _put(out_q, _END, stop)
+        writer.join()
+        if errors:
+            raise errors[0]
+        ok = True
+    except OSError:  # the pipe to ffmpeg broke: the encoder stopped
+        raise encoder_error(job.dest, job.size, job.info.fps, job.encoding, written) from None
+    finally:
+        if not ok:
+            stop.set()
+        reader.join(timeout=10)
+        writer.join(timeout=10)
+    if written == 0:
+        raise VideoError(f"{job.info.path}: no frame could be decoded")
+    if probe_frames(job.video_tmp) != written:  # ffmpeg failed while finishing the file
+        raise encoder_error(job.dest, job.size, job.info.fps, job.encoding, written)
+    return written

@@ -1,0 +1,100 @@
+"""The full-resolution lift (lift.py): a guided-filter fit at the working size, applied in
+bands at full size."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import photo_array
+from stylenas_cli.lift import (
+    LiftConfig,
+    apply_coefficients,
+    box_mean,
+    guided_coefficients,
+    lift,
+)
+
+
+def _photo(size=(96, 72), source="astronaut") -> torch.Tensor:
+    return torch.from_numpy(photo_array(source, size).copy()).permute(2, 0, 1)[None].float() / 255.0
+
+
+def _affine(x: torch.Tensor, m: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.einsum("oc,bchw->bohw", m, x) + b.view(1, 3, 1, 1)
+
+
+M = torch.tensor([[0.6, 0.2, 0.1], [0.1, 0.5, 0.2], [0.05, 0.1, 0.7]])
+B = torch.tensor([0.05, 0.1, 0.02])
+
+
+def test_box_mean_is_the_window_average_cut_at_the_borders():
+    x = torch.arange(25, dtype=torch.float64).reshape(1, 1, 5, 5)
+    got = box_mean(x, 1)
+    assert got[0, 0, 2, 2] == x[0, 0, 1:4, 1:4].mean()
+    assert got[0, 0, 0, 0] == x[0, 0, :2, :2].mean()  # corner: a 2x2 window
+
+
+def test_a_global_affine_colour_change_comes_back_exactly_at_full_size():
+    full = _photo((192, 144))
+    small = F.interpolate(full, size=(48, 64), mode="bilinear", antialias=True)
+    target = _affine(small, M, B)
+    out = lift(small, target, full, LiftConfig(radius=2, eps=1e-8))
+    want = _affine(full, M, B).clamp(0, 1)
+    assert out.shape == full.shape
+    assert (out - want).abs().max() < 1e-3  # well under one 8-bit level
+
+
+def test_banded_apply_equals_the_unbanded_one():
+    guide = _photo((40, 30))
+    target = guide.flip(1) ** 1.5  # a non-affine, spatially varying change
+    coeffs = guided_coefficients(guide, target, radius=3, eps=1e-3)
+    image = _photo((150, 113))
+    one_band = apply_coefficients(coeffs, image, band_rows=10_000)
+    banded = apply_coefficients(coeffs, image, band_rows=7)
+    assert torch.equal(one_band, banded)
+    # And both equal the textbook form: coefficients upsampled by F.interpolate.
+    up = F.interpolate(coeffs, size=image.shape[-2:], mode="bilinear", align_corners=False)
+    a = up[:, :9].reshape(1, 3, 3, *image.shape[-2:])
+    ref = ((a * image[:, None]).sum(2) + up[:, 9:]).clamp(0, 1)
+    assert (banded - ref).abs().max() < 1e-5
+
+
+def test_uint8_image_and_channels_last_output_match_the_float_path():
+    guide = _photo((32, 24))
+    coeffs = guided_coefficients(guide, guide.roll(1, 1), radius=2)
+    image = _photo((100, 75))
+    image8 = (image * 255).round().to(torch.uint8)
+    hwc = torch.empty(1, 75, 100, 3, dtype=torch.uint8)  # what gets saved
+    apply_coefficients(coeffs, image8, out=hwc.permute(0, 3, 1, 2), band_rows=16)
+    ref = apply_coefficients(coeffs, image8.float() / 255)
+    assert (hwc.permute(0, 3, 1, 2).float() / 255 - ref).abs().max() <= 0.5 / 255 + 1e-6
+
+
+def test_edges_stay_sharp_and_flat_regions_follow_the_target():
+    # A step edge in the guide: the lifted output must keep it at full resolution.
+    full = torch.zeros(1, 3, 64, 64)
+    full[..., 32:] = 1.0
+    small = F.interpolate(full, size=(16, 16), mode="area")
+    target = small * 0.5 + 0.25  # the "stylised" version: darker, lifted blacks
+    out = lift(small, target, full, LiftConfig(radius=2, eps=1e-4))
+    assert (out[..., :30] - 0.25).abs().max() < 0.02
+    assert (out[..., 34:] - 0.75).abs().max() < 0.02
+    assert (out[..., 32] - out[..., 31]).abs().min() > 0.4  # one-pixel step, not blurred
+
+
+def test_batches_are_independent():
+    g = torch.cat([_photo((32, 24)), _photo((32, 24), "coffee")])
+    t = g**2
+    both = guided_coefficients(g, t, 2)
+    assert torch.allclose(both[1:], guided_coefficients(g[1:], t[1:], 2), atol=1e-6)
+
+
+def test_bad_shapes_and_settings_are_refused():
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        guided_coefficients(torch.zeros(3, 8, 8), torch.zeros(3, 8, 8))
+    with pytest.raises(ValueError, match="one shape"):
+        guided_coefficients(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 9))
+    with pytest.raises(ValueError, match="radius"):
+        LiftConfig(radius=0)
+    with pytest.raises(ValueError, match="eps"):
+        LiftConfig(eps=0.0)
