@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 SHARED ?= ../shared
 SKIMAGE_DATA = $$($(PY) -c 'import skimage.data, os; print(os.path.dirname(skimage.data.__file__))')
 
-.PHONY: install demo test lint contact-sheet train-photonas train-photonet train-wct5 bench bench-speed bench-video search-demo search-demo-random prune-demo clean
+.PHONY: install demo test lint contact-sheet train-photonas train-photonet train-wct5 bench bench-speed bench-video bench-hires sweep-lift search-demo search-demo-random prune-demo clean
 
 install: $(STAMP)
 
@@ -77,6 +77,15 @@ bench-speed: install
 bench-video: install
 	$(PY) scripts/bench_video.py --video $(SHARED)/data/video/mountain_2.mp4 --device cpu \
 		--long 600 $(BENCH_VIDEO_ARGS)
+
+## Any size: wall time, peak RSS and quality of the lifted and native modes on the hires
+## pairs, then a 12 MP and an 8K photo beside the same photos downscaled to the work size.
+bench-hires: install
+	$(PY) scripts/bench_hires.py --pairs $(BENCH)/hires $(BENCH_HIRES_ARGS)
+
+## The sweep that chose the lift's defaults (work size x radius x eps, ~1 h on 2 cores).
+sweep-lift: install
+	$(PY) scripts/sweep_lift.py $(BENCH)/stylenas $(BENCH)/dpst -o runs/sweep/dev.csv
 
 ## Architecture search on the CPU (~20-30 min each on 2 cores): population 8, 24 models, 2 workers.
 SEARCH_DEMO = --population 8 --sample 3 --budget 24 --workers 2 --image-size 64 --batch 4 \

@@ -35,7 +35,7 @@ def _floats(text: str) -> list[float]:
 
 
 def _u8_to_unit(out: torch.Tensor) -> np.ndarray:
-    return out[0].permute(1, 2, 0).numpy().astype(np.float64) / 255.0
+    return out[0].numpy().astype(np.float64) / 255.0  # (H, W, 3)
 
 
 def _row(base: dict, score: Scorer, setting: str, ws, radius, eps, out, seconds) -> dict:

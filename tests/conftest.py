@@ -121,3 +121,11 @@ def fast_encoder(monkeypatch: pytest.MonkeyPatch, _shared_encoder) -> None:
     import stylenas_cli.model as model
 
     monkeypatch.setattr(model, "VGGEncoder", lambda *a, **k: _shared_encoder)
+
+
+@pytest.fixture(autouse=True)
+def _style_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Every test gets its own style-statistics cache (never the user's ~/.cache)."""
+    folder = tmp_path_factory.mktemp("style-cache")
+    monkeypatch.setenv("STYLENAS_CACHE", str(folder))
+    return folder

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from PIL import Image
 
@@ -516,3 +517,103 @@ def test_content_mask_needs_one_content(tmp_path, style, stylize):
     result = stylize(a, b, "-s", style, "--content-mask", cmask, "-o", tmp_path / "out")
     _assert_clean_failure(result, "exactly one content")
     assert not (tmp_path / "out").exists()
+
+
+# --- working resolution and the lift (issue 13) ---------------------------------------------
+
+
+@pytest.fixture
+def network_sizes(monkeypatch) -> list[tuple[int, int]]:
+    """The (H, W) of every batch the network (Stylizer.stylize) is given."""
+    from stylenas_cli.model import Stylizer
+
+    seen: list[tuple[int, int]] = []
+    real = Stylizer.stylize
+
+    def spy(self, content, *args, **kwargs):
+        seen.append(tuple(content.shape[-2:]))
+        return real(self, content, *args, **kwargs)
+
+    monkeypatch.setattr(Stylizer, "stylize", spy)
+    return seen
+
+
+def test_a_large_photo_goes_through_the_network_at_the_work_size(
+    tmp_path, style, stylize, network_sizes
+):
+    content = write_photo(tmp_path / "big.jpg", size=(640, 480))
+    out = tmp_path / "big_out.png"
+    result = stylize(content, "--style", style, "-o", out, "--work-size", "96", "--json")
+    assert result.exit_code == 0, result.output
+    assert network_sizes == [(72, 96)]  # never the full 480x640
+    assert _size(out) == (640, 480)  # the output has the photo's own size
+    record = _json_lines(result)[0]
+    assert (record["width"], record["height"]) == (640, 480)
+    # The lift keeps the photo's edges: the output follows the content far better than the
+    # network's own 96 px result blown up would.
+    got = np.asarray(Image.open(out).convert("L"), dtype=np.float64)
+    photo = np.asarray(Image.open(content).convert("L"), dtype=np.float64)
+    grad = lambda a: np.abs(np.diff(a, axis=1))  # noqa: E731
+    assert np.corrcoef(grad(got).ravel(), grad(photo).ravel())[0, 1] > 0.5
+
+
+def test_native_runs_the_network_on_every_pixel(tmp_path, style, stylize, network_sizes):
+    content = write_photo(tmp_path / "c.jpg", size=(160, 120))
+    result = stylize(content, "--style", style, "-o", tmp_path / "o.png", "--work-size", "native")
+    assert result.exit_code == 0, result.output
+    assert network_sizes == [(120, 160)]
+
+
+def test_a_photo_smaller_than_the_work_size_is_the_plain_network_output(tmp_path, style):
+    from stylenas_cli.images import load_image
+    from stylenas_cli.model import Stylizer
+
+    st = Stylizer("photonas").eval()
+    img = load_image(write_photo(tmp_path / "c.png", size=(80, 64)))
+    cache = st.load_style(style)
+    lifted = st.stylize_at(img.tensor(), cache, work_size=512)
+    assert torch.equal(lifted, st.stylize(img.rgb, cache))
+
+
+@pytest.mark.parametrize("value", ["0", "abc", "16"])
+def test_bad_work_size_is_a_usage_error(tmp_path, style, stylize, value):
+    content = write_photo(tmp_path / "c.jpg")
+    result = stylize(content, "--style", style, "--work-size", value)
+    assert result.exit_code == 2 and "--work-size" in result.output
+
+
+def test_a_job_too_big_for_memory_is_refused_in_one_line(tmp_path, style, stylize, monkeypatch):
+    monkeypatch.setattr("stylenas_cli.memory.available_bytes", lambda device="cpu": 300 << 20)
+    content = write_photo(tmp_path / "c.jpg", size=(640, 480))
+    out = tmp_path / "o.png"
+    result = stylize(content, "--style", style, "-o", out, "--work-size", "native")
+    line = _assert_clean_failure(result, "c.jpg", "640x480", "GiB", "--work-size")
+    assert "available" in line
+    assert not out.exists()
+    _no_tmp_files(tmp_path)
+
+
+def test_cpu_allocator_failure_retries_one_by_one_then_is_one_clean_line(
+    tmp_path, style, stylize, monkeypatch
+):
+    from stylenas_cli.model import Stylizer
+
+    calls: list[int] = []
+
+    def fail(self, content, *args, **kwargs):
+        calls.append(content.shape[0])
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:124] data. DefaultCPUAllocator: can't allocate "
+            "memory: you tried to allocate 6144000000 bytes. Error code 12"
+        )
+
+    monkeypatch.setattr(Stylizer, "stylize", fail)
+    folder = tmp_path / "photos"
+    for name in ("a.jpg", "b.jpg"):
+        write_photo(folder / name)
+    result = stylize(folder, "--style", style, "-o", tmp_path / "out")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert calls == [2, 1, 1]  # the batch, then each photo alone
+    errors = _error_lines(result)
+    assert len(errors) == 2 and all("out of memory" in e for e in errors)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())

@@ -1,10 +1,32 @@
 """stylenas: ultrafast photorealistic style transfer (StyleNAS / PhotoNAS).
 
-The library never imports click; the CLI lives in :mod:`stylenas_cli.cli`.
+The public API is loaded on first use (PEP 562), so that ``import stylenas_cli`` — and the
+command line's ``--help`` — do not pay for importing torch. The library never imports
+click; the CLI lives in :mod:`stylenas_cli.cli`.
 """
 
-from .genotype import NAMED, Genotype
-from .model import StyleCache, Stylizer
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
-__all__ = ["Genotype", "NAMED", "StyleCache", "Stylizer", "__version__"]
+
+_LAZY = {
+    "Genotype": "genotype",
+    "NAMED": "genotype",
+    "StyleCache": "model",
+    "Stylizer": "model",
+    "StylenasError": "errors",
+    "LiftConfig": "config",
+}
+__all__ = [*_LAZY, "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

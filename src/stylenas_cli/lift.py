@@ -154,24 +154,30 @@ def apply_coefficients(
     _check("out", out)
     if out.shape != image.shape:
         raise ValueError(f"out {tuple(out.shape)} must have the image's shape {image.shape}")
-    coeffs = coeffs.to(image.device)
+    scale = 255.0 if image.dtype == torch.uint8 else 1.0  # work in the image's own units
+    top = 255.0 if out.dtype == torch.uint8 else 1.0
+    coeffs = coeffs.to(image.device).clone()
+    coeffs[:, :9] *= top / scale  # so that A·x + b lands in the output's units directly
+    coeffs[:, 9:] *= top
     band_rows = band_rows or max(1, BAND_PIXELS // width)
     c0, c1, wx = _linear_taps(width, w, 0, width, image.device)
     for y0 in range(0, height, band_rows):
         y1 = min(height, y0 + band_rows)
         r0, r1, wy = _linear_taps(height, h, y0, y1, image.device)
-        wy = wy.view(1, 1, -1, 1)
-        rows = coeffs[:, :, r0] * (1 - wy) + coeffs[:, :, r1] * wy  # (B, 12, band, w)
-        full = rows[..., c0] * (1 - wx) + rows[..., c1] * wx  # (B, 12, band, W)
-        x = image[:, :, y0:y1].float()
-        if image.dtype == torch.uint8:
-            x = x / 255.0
-        a = full[:, :9].reshape(bsz, 3, 3, y1 - y0, width)
-        res = (a * x[:, None]).sum(2) + full[:, 9:]  # (B, 3, band, W)
+        lo, hi = int(r0.min()), int(r1.max()) + 1
+        # Horizontal first, on the few coefficient rows this band needs: (B, 12, k, W).
+        slab = coeffs[:, :, lo:hi]
+        slab = torch.lerp(slab[..., c0], slab[..., c1], wx)
+        full = torch.lerp(slab[:, :, r0 - lo], slab[:, :, r1 - lo], wy.view(1, 1, -1, 1))
+        x = image[:, :, y0:y1].float()  # (B, 3, band, W)
+        res = full[:, 9:].clone()  # b, then += A·x one product at a time
+        for o in range(3):
+            for c in range(3):
+                res[:, o].addcmul_(full[:, 3 * o + c], x[:, c])
+        res.clamp_(0, top)
         if out.dtype == torch.uint8:
-            out[:, :, y0:y1] = res.mul_(255.0).add_(0.5).clamp_(0, 255).to(torch.uint8)
-        else:
-            out[:, :, y0:y1] = res.clamp_(0, 1).to(out.dtype)
+            res.add_(0.5)
+        out[:, :, y0:y1] = res.to(out.dtype)
     return out
 
 

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from . import stylestore
 from .decoder import Decoder
 from .device import autocast, autocast_dtype, resolve_device
 from .encoder import LEVELS, VGGEncoder
@@ -64,6 +65,8 @@ class Stylizer(nn.Module):
         self.decoder = Decoder(self.genotype)
         self.precision = precision
         autocast_dtype(precision)  # validates the name early
+        # sha256 of the loaded decoder weights (None: not from a file), keys cached styles.
+        self.weights_id: str | None = None
 
     @classmethod
     def from_pretrained(
@@ -79,6 +82,7 @@ class Stylizer(nn.Module):
         genotype, path = resolve_arch_and_weights(arch, weights)
         model = cls(genotype, precision=precision)
         model.decoder.load_state_dict(load_decoder_state(path, genotype))
+        model.weights_id = stylestore.file_digest(path)
         return model.to(resolve_device(device)).eval()
 
     @property
@@ -125,15 +129,34 @@ class Stylizer(nn.Module):
         path: str | Path,
         max_side: int = STYLE_MAX_SIDE,
         mask: str | Path | None = None,
+        cache_dir: Path | None = None,
     ) -> StyleCache:
         """Read a style photo (long side at most ``max_side``) and its optional label map
-        (drawn at the photo's own size) and summarise them (:meth:`style_cache`)."""
+        (drawn at the photo's own size) and summarise them (:meth:`style_cache`).
+
+        ``cache_dir``: keep the summary on disk there (:mod:`stylenas_cli.stylestore`) and
+        reuse it in later runs (only for networks loaded from a weights file)."""
+        name = None
+        if cache_dir is not None and self.weights_id is not None:
+            name = stylestore.key(
+                path, self.weights_id, str(self.genotype), max_side, self.precision, mask
+            )
+            found = stylestore.load(cache_dir, name)
+            if found is not None:
+                stats, size = found
+                stats = {
+                    p: {k: _to(v, self.device) for k, v in d.items()} for p, d in stats.items()
+                }
+                return StyleCache(stats, size)
         img = load_image(path, max_side)
         check_side(*img.size, f"{path}: style")
         labels = None
         if mask is not None:
             labels = load_labels(mask, oriented_size(path) or img.size)
-        return self.style_cache(img.rgb.to(self.device), labels)
+        cache = self.style_cache(img.rgb.to(self.device), labels)
+        if name is not None:
+            stylestore.save(cache_dir, name, cache.stats, cache.size)
+        return cache
 
     @torch.no_grad()
     def stylize(
@@ -179,6 +202,7 @@ class Stylizer(nn.Module):
         small: torch.Tensor | None = None,
         out: torch.Tensor | None = None,
         smooth: SmoothMoments | None = None,
+        settle: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """The network at a working resolution, its result lifted to the content's own size.
 
@@ -193,6 +217,9 @@ class Stylizer(nn.Module):
                 filter too (fitted and applied at its own size).
             small: ``(B, 3, h, w)`` the content already at the working size (saves a resize).
             out: optional ``(B, 3, H, W)`` tensor to write the result into (uint8 allowed).
+            smooth: the moment hook of :meth:`stylize`.
+            settle: ``settle(small, result)`` -> result, applied to the network's result at
+                the working size before the lift (the video stabiliser's blend).
 
         Returns:
             ``(B, 3, H, W)``: ``out``, or a new float32 tensor in [0, 1].
@@ -205,6 +232,8 @@ class Stylizer(nn.Module):
         small = small.to(self.device)
         labels = None if content_labels is None else resize_labels(content_labels, size)
         target = self.stylize(small, style, alpha, content_labels=labels, smooth=smooth)
+        if settle is not None:
+            target = settle(small, target)
         if size == (height, width) and not (work_size and lift_cfg.filter_small):
             if out is None:
                 return target
@@ -217,6 +246,10 @@ class Stylizer(nn.Module):
         c = pil_to_tensor(content).to(self.device)
         s = pil_to_tensor(style).to(self.device)
         return tensor_to_pil(self.stylize(c, s, alpha)[0])
+
+
+def _to(stats: ColourStats, device: torch.device) -> ColourStats:
+    return ColourStats(stats.mean.to(device), stats.colour.to(device))
 
 
 def pil_to_tensor(image: Image.Image) -> torch.Tensor:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import stylestore
 from .errors import OutOfMemory, is_oom
 from .files import STYLIZED_SUFFIX, plan_outputs
 from .images import (
@@ -42,6 +43,7 @@ class StylizeConfig:
     # Long side the network sees; the result is lifted to the photo's size (None: native).
     work_size: int | None = DEFAULT_WORK_SIZE
     lift: LiftConfig = field(default_factory=LiftConfig)
+    cache: bool = True  # keep the style's statistics on disk across runs (stylestore)
 
 
 @dataclass
@@ -105,7 +107,8 @@ def stylize_files(
 ) -> list[Result]:
     """Stylise every content with one style; returns one :class:`Result` per content."""
     max_side = min(cfg.max_size or STYLE_MAX_SIDE, STYLE_MAX_SIDE)
-    cache = model.load_style(style, max_side, cfg.style_mask)
+    store = stylestore.cache_dir() if cfg.cache else None
+    cache = model.load_style(style, max_side, cfg.style_mask, store)
     content_labels = None
     if cfg.content_mask:
         if len(contents) != 1:

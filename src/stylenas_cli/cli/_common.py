@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from ..config import DEFAULT_WORK_SIZE, LiftConfig
 from ..errors import StylenasError, is_oom
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
@@ -142,3 +143,62 @@ def progress(console, *columns, **kwargs):
     from rich.progress import Progress
 
     return Progress(*columns, console=console, **kwargs)
+
+
+class WorkSize(click.ParamType):
+    """``native`` (None: the network on every pixel) or a long side in pixels."""
+
+    name = "PX|native"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, int):
+            return value
+        if str(value).strip().lower() == "native":
+            return None
+        try:
+            size = int(value)
+        except ValueError:
+            self.fail(f"expected a size in pixels or 'native', got {value!r}", param, ctx)
+        if size < 32:
+            self.fail(f"must be at least 32 px, got {size}", param, ctx)
+        return size
+
+
+def lift_options(f):
+    """``--work-size``, ``--lift-radius``, ``--lift-eps``: the working-resolution network and
+    the guided-filter lift to full resolution (build the LiftConfig with :func:`lift_config`)."""
+    defaults = LiftConfig()
+    f = click.option(
+        "--lift-eps",
+        type=click.FloatRange(min=0, min_open=True),
+        default=defaults.eps,
+        help="Regularisation of the lift's guided filter (larger: smoother colour, less "
+        "edge-aware).",
+    )(f)
+    f = click.option(
+        "--lift-radius",
+        type=click.IntRange(min=1),
+        default=defaults.radius,
+        help="Window radius of the lift's guided filter, in pixels at the working size.",
+    )(f)
+    return click.option(
+        "--work-size",
+        type=WorkSize(),
+        default=DEFAULT_WORK_SIZE,
+        help="Long side (px) the network sees; its result is lifted to the photo's own size "
+        "with an edge-aware colour model. 'native': the network on every pixel (slow; memory "
+        "grows with the photo).",
+    )(f)
+
+
+def lift_config(radius: int, eps: float) -> LiftConfig:
+    return LiftConfig(radius=radius, eps=eps)
+
+
+cache_option = click.option(
+    "--no-cache",
+    "no_cache",
+    is_flag=True,
+    help="Do not read or write the style-statistics cache ($STYLENAS_CACHE, else "
+    "~/.cache/stylenas; an empty STYLENAS_CACHE also turns it off).",
+)

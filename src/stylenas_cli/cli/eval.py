@@ -18,6 +18,8 @@ from ._common import (
     command,
     console,
     device_option,
+    lift_config,
+    lift_options,
     precision_option,
     progress,
     quiet_option,
@@ -81,6 +83,7 @@ def parse_weights(values: tuple[str, ...], archs: tuple[str, ...]) -> dict[str, 
     help="Resize content and style so the long side is at most this; scores are taken at the "
     "resized content's size. Default: the photos' own sizes.",
 )
+@lift_options
 @device_option
 @precision_option("fp32", "our networks' convolutions")
 @click.option(
@@ -113,6 +116,9 @@ def eval_command(
     weights,
     masks,
     max_size,
+    work_size,
+    lift_radius,
+    lift_eps,
     device,
     precision,
     out,
@@ -144,6 +150,8 @@ def eval_command(
         precision=precision,
         limit=limit,
         overwrite=overwrite,
+        work_size=work_size,
+        lift=lift_config(lift_radius, lift_eps),
     )
     out = out if out is not None else Path("runs") / "eval" / pairs_dir.resolve().name
     stderr = console()

@@ -11,9 +11,12 @@ import click
 from ._common import (
     alpha_option,
     arch_option,
+    cache_option,
     command,
     console,
     device_option,
+    lift_config,
+    lift_options,
     overwrite_option,
     precision_option,
     quiet_option,
@@ -45,6 +48,7 @@ from ._common import (
     default=None,
     help="Resize so the long side is at most this (keeps aspect). Default: keep the original size.",
 )
+@lift_options
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
@@ -63,6 +67,7 @@ from ._common import (
     type=click.Path(path_type=Path),
     help="Colour-coded label map of the style; same colours = same regions.",
 )
+@cache_option
 @overwrite_option
 @quiet_option
 @click.option(
@@ -76,11 +81,15 @@ def stylize_command(
     weights,
     alpha,
     max_size,
+    work_size,
+    lift_radius,
+    lift_eps,
     batch_size,
     device,
     precision,
     content_mask,
     style_mask,
+    no_cache,
     overwrite,
     quiet,
     as_json,
@@ -102,7 +111,17 @@ def stylize_command(
         if len(paths) < 2:
             raise click.UsageError("give a content and a style: CONTENT... STYLE or --style")
         style = paths.pop()
-    cfg = StylizeConfig(alpha, max_size, batch_size, overwrite, content_mask, style_mask)
+    cfg = StylizeConfig(
+        alpha,
+        max_size,
+        batch_size,
+        overwrite,
+        content_mask,
+        style_mask,
+        work_size,
+        lift_config(lift_radius, lift_eps),
+        cache=not no_cache,
+    )
     if not style.is_file():
         raise ImageError(f"{style}: style file not found")
     contents = expand_contents(paths)

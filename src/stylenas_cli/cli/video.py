@@ -10,9 +10,12 @@ import click
 from ._common import (
     alpha_option,
     arch_option,
+    cache_option,
     command,
     console,
     device_option,
+    lift_config,
+    lift_options,
     overwrite_option,
     precision_option,
     quiet_option,
@@ -76,9 +79,10 @@ def _progress_columns():
     type=click.IntRange(min=32),
     default=None,
     help="Resize frames so the long side is at most this (keeps aspect, even sides). "
-    "Default: the source size. The style photo is resized to the frames' long side "
-    "(at most 1024).",
+    "Default: the source size. The style photo is resized to the long side the network "
+    "sees (at most 1024).",
 )
+@lift_options
 @click.option(
     "--frames",
     "frames",
@@ -134,6 +138,7 @@ def _progress_columns():
     is_flag=True,
     help="Also measure the flicker ratio (output vs input frame-to-frame change).",
 )
+@cache_option
 @overwrite_option
 @quiet_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout at the end.")
@@ -145,6 +150,9 @@ def video_command(
     weights,
     alpha,
     max_size,
+    work_size,
+    lift_radius,
+    lift_eps,
     frames,
     preview,
     batch_size,
@@ -155,6 +163,7 @@ def video_command(
     codec,
     crf,
     flicker,
+    no_cache,
     overwrite,
     quiet,
     as_json,
@@ -177,6 +186,8 @@ def video_command(
     cfg = VideoConfig(
         alpha=alpha,
         max_size=max_size,
+        work_size=work_size,
+        lift=lift_config(lift_radius, lift_eps),
         batch_size=batch_size,
         crf=crf,
         codec=codec,
@@ -186,6 +197,7 @@ def video_command(
         smoothing=smoothing,
         flicker=flicker,
         overwrite=overwrite,
+        cache=not no_cache,
     )
     err_console = console()
     if not style.is_file():

@@ -128,7 +128,12 @@ def summary_markdown(summary: dict, wins: dict, methods: list[str], meta: dict) 
         "",
         f"{meta['pairs']} pairs · {meta['date']} · {meta['machine']} · precision "
         f"{meta['precision']} · max size {meta['max_size'] or 'original'} · masks "
-        f"{'yes' if meta['masks'] else 'no'}",
+        f"{'yes' if meta['masks'] else 'no'} · network at "
+        + (
+            f"{meta['work_size']} px, lifted ({meta['lift']})"
+            if meta.get("work_size")
+            else "native"
+        ),
         "",
         "Mean ± sample std over the pairs (metrics as defined in EVAL.md).",
         "",

@@ -26,7 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import stylestore
+from ..config import DEFAULT_WORK_SIZE, LiftConfig
 from ..files import atomic_write, check_writable, plan_outputs
+from ..lift import work_shape
+from ..memory import FULL_BYTES_PER_PIXEL, NETWORK_BYTES_PER_PIXEL
 from ..model import STYLE_MAX_SIDE, Stylizer, check_side
 from .ffmpeg import (
     CONTAINERS,
@@ -57,6 +61,9 @@ class VideoConfig:
     codec: str | None = None  # None: the container's usual encoder
     frames: tuple[int, int | None] = (0, None)  # [start, end) in source frames
     preview: int | None = None  # only the first N frames of the range
+    work_size: int | None = DEFAULT_WORK_SIZE  # long side the network sees; None: native
+    lift: LiftConfig = field(default_factory=LiftConfig)
+    cache: bool = True  # keep the style's statistics on disk across runs (stylestore)
     stabilize: bool = True
     smoothing: float = 0.0  # with stabilize: weight of past frames in the WCT statistics
     flicker: bool = False  # measure the flicker ratio while encoding
@@ -154,16 +161,23 @@ def plan_output(src: Path, output: str | Path | None, overwrite: bool) -> Path:
 
 
 def default_batch_size(
-    device: torch.device, width: int, height: int, precision: str = "fp32"
+    device: torch.device,
+    width: int,
+    height: int,
+    precision: str = "fp32",
+    work_size: int | None = None,
 ) -> int:
     """Frames per batch: on CUDA as many as fit in half the free memory (at most 16); on CPU
-    batching buys little, so 1-4 frames by size, which keeps memory and latency low."""
-    pixels = width * height
+    batching buys little, so 1-4 frames by the size the network sees, which keeps memory and
+    latency low."""
+    h, w = work_shape(height, width, work_size) if work_size else (height, width)
+    pixels = w * h
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        # Peak activation memory per pixel of one frame, WCT in float64 included.
-        per_pixel = 4096 if precision == "fp32" else 3072
-        return int(min(16, max(1, free // 2 // (per_pixel * pixels))))
+        # Peak activation memory per pixel the network sees, and the frame in and out.
+        per_pixel = NETWORK_BYTES_PER_PIXEL * (1 if precision == "fp32" else 0.75)
+        per_frame = per_pixel * pixels + FULL_BYTES_PER_PIXEL * width * height
+        return int(min(16, max(1, free // 2 // per_frame)))
     return int(min(4, max(1, (1 << 19) // pixels)))
 
 
@@ -298,10 +312,14 @@ def stylize_video(
     if info.vfr:
         notes.append(f"variable frame rate resampled to a constant {float(info.fps):.3f} fps")
     encoding = encoding_for(dest, cfg.codec, cfg.crf)
-    batch = cfg.batch_size or default_batch_size(model.device, *size, model.precision)
-
-    # The style at the frames' scale: its statistics then describe the same feature scale.
-    cache = model.load_style(style, min(max(size), STYLE_MAX_SIDE))
+    batch = cfg.batch_size or default_batch_size(
+        model.device, *size, model.precision, cfg.work_size
+    )
+    # The style at the scale of the frames the network sees (its statistics then describe the
+    # same feature scale), at most STYLE_MAX_SIDE.
+    net_long = max(work_shape(size[1], size[0], cfg.work_size)) if cfg.work_size else max(size)
+    store = stylestore.cache_dir() if cfg.cache else None
+    cache = model.load_style(style, min(net_long, STYLE_MAX_SIDE), cache_dir=store)
     stabilizer = Stabilizer(StabilizeConfig(momentum=cfg.smoothing)) if cfg.stabilize else None
     meter = FlickerMeter() if cfg.flicker else None
 
@@ -310,7 +328,7 @@ def stylize_video(
     os.close(fd)
     job = _Job(info, dest, start, end - start, size, batch, encoding, Path(name))
     try:
-        written = _pipeline(model, job, cache, cfg.alpha, stabilizer, meter, on_frame)
+        written = _pipeline(model, job, cache, cfg, stabilizer, meter, on_frame)
         copied: tuple[str, ...] = ()
 
         def write(tmp: Path) -> None:
@@ -333,7 +351,7 @@ def stylize_video(
     )  # fmt: skip
 
 
-def _pipeline(model, job: _Job, cache, alpha, stabilizer, meter, on_frame) -> int:
+def _pipeline(model, job: _Job, cache, cfg: VideoConfig, stabilizer, meter, on_frame) -> int:
     """Run reader -> stylise -> writer; returns the number of frames encoded."""
     import imageio_ffmpeg
 
@@ -380,10 +398,12 @@ def _pipeline(model, job: _Job, cache, alpha, stabilizer, meter, on_frame) -> in
                 break
             if isinstance(item, _Failed):
                 raise item.error
-            x = item.to(device, non_blocking=cuda).permute(0, 3, 1, 2).float().div_(255)
-            out = stylize_frames(model, x.contiguous(), cache, alpha, stabilizer)
-            out8 = out.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
-            out8 = out8.permute(0, 2, 3, 1).contiguous()  # (n, H, W, 3)
+            x = item.to(device, non_blocking=cuda).permute(0, 3, 1, 2)  # uint8 (n, 3, H, W)
+            out8 = torch.empty_like(item, device=device)  # (n, H, W, 3), what ffmpeg takes
+            stylize_frames(
+                model, x, cache, cfg.alpha, stabilizer, cfg.work_size, cfg.lift,
+                out=out8.permute(0, 3, 1, 2),
+            )  # fmt: skip
             ready = None
             if cuda:  # copy back into pinned memory; the writer waits on the event
                 host = torch.empty(out8.shape, dtype=torch.uint8, pin_memory=True)

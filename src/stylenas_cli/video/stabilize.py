@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..config import LiftConfig
+from ..lift import downscale, work_shape
 from ..model import StyleCache, Stylizer
 
 
@@ -97,11 +99,22 @@ def stylize_frames(
     cache: StyleCache,
     alpha: float = 1.0,
     stabilizer: Stabilizer | None = None,
+    work_size: int | None = None,
+    lift_cfg: LiftConfig | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Consecutive frames ``(B, 3, H, W)`` in [0, 1] -> stylised, same shape: ``model.stylize``
-    with the stabiliser's moment smoothing (``momentum > 0``) and output blend."""
+    """Consecutive frames ``(B, 3, H, W)`` (float in [0, 1] or uint8) -> stylised
+    ``(B, 3, H, W)`` (``out``, uint8 allowed, or new float32): the network on the frames at
+    ``work_size`` (None: every pixel), the stabiliser's moment smoothing (``momentum > 0``)
+    and output blend on those, then the lift to the frames' size
+    (:meth:`~stylenas_cli.model.Stylizer.stylize_at`)."""
+    height, width = x.shape[-2:]
+    size = work_shape(height, width, work_size) if work_size else (height, width)
+    small = downscale(x.to(model.device), size)
     if stabilizer is None:
-        return model.stylize(x, cache, alpha)
-    stabilizer.begin(x)
+        return model.stylize_at(x, cache, alpha, None, work_size, lift_cfg, small, out)
+    stabilizer.begin(small)
     smooth = stabilizer.smooth if stabilizer.cfg.momentum > 0 else None
-    return stabilizer.blend(x, model.stylize(x, cache, alpha, smooth=smooth))
+    return model.stylize_at(
+        x, cache, alpha, None, work_size, lift_cfg, small, out, smooth, stabilizer.blend
+    )
