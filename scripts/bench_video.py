@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from stylenas_cli.config import DEFAULT_WORK_SIZE
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_VIDEO = ROOT.parent / "shared" / "data" / "video" / "mountain_2.mp4"
 
@@ -86,6 +88,12 @@ def main() -> int:
     p.add_argument("--weights", type=Path, default=None, help="default: shipped weights")
     p.add_argument("--device", default="cpu")
     p.add_argument("--max-size", type=int, default=None, help="default: the clip's own size")
+    p.add_argument(
+        "--work-size",
+        type=lambda v: None if v == "native" else int(v),
+        default=DEFAULT_WORK_SIZE,
+        help="long side the network sees, or native (default: the library's)",
+    )
     p.add_argument("--long", type=int, default=600, help="frames of the long synthetic clip")
     p.add_argument("--synthetic-size", default="160x96", help="WxH of the synthetic clip")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -113,10 +121,17 @@ def main() -> int:
         if args.video.is_file():
             info = probe(args.video)
             results["clip"] = {"path": str(args.video), "frames": info.frames}
-            for stabilize in (False, True):
-                cfg = VideoConfig(max_size=args.max_size, stabilize=stabilize, flicker=True)
-                r = stylize_video(model, args.video, tmp / f"real_{stabilize}.mp4", style, cfg)
-                key = "stabilize" if stabilize else "no_stabilize"
+            modes = {"no_stabilize": (False, 0.0), "stabilize": (True, 0.0)}
+            modes["stabilize_smoothing_0.9"] = (True, 0.9)  # whitens through wct.py (issue 12)
+            for key, (stabilize, smoothing) in modes.items():
+                cfg = VideoConfig(
+                    max_size=args.max_size,
+                    stabilize=stabilize,
+                    smoothing=smoothing,
+                    flicker=True,
+                    work_size=args.work_size,
+                )
+                r = stylize_video(model, args.video, tmp / f"real_{key}.mp4", style, cfg)
                 results["clip"]["size"] = f"{r.width}x{r.height}"
                 results["clip"][key] = {
                     "fps": round(r.fps, 3),
@@ -150,10 +165,10 @@ def main() -> int:
     if "clip" in results:
         c = results["clip"]
         print(f"clip {c['path']} ({c['frames']} frames, stylised at {c['size']})")
-        for key in ("no_stabilize", "stabilize"):
+        for key in ("no_stabilize", "stabilize", "stabilize_smoothing_0.9"):
             v = c[key]
             print(
-                f"  {key:13s} {v['fps']:7.2f} fps  flicker ratio {v['flicker_ratio']:.3f}"
+                f"  {key:24s} {v['fps']:7.2f} fps  flicker ratio {v['flicker_ratio']:.3f}"
                 f"  (batch {v['batch_size']})"
             )
     print(f"synthetic {args.synthetic_size}: peak resident memory while stylising")

@@ -52,6 +52,9 @@ def main() -> None:
     ap.add_argument("--eps", default="1e-4,1e-3,1e-2")
     ap.add_argument("--native-max-mp", type=float, default=8.0, help="skip native above this")
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument(
+        "--max-size", type=int, default=None, help="shrink the contents first (filter_small runs)"
+    )
     ap.add_argument("-o", "--out", type=Path, default=Path("runs/sweep/lift.csv"))
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -62,7 +65,7 @@ def main() -> None:
     for folder in args.folders:
         pairs = find_pairs(folder)[0][: args.limit]
         for pair in pairs:
-            img = load_image(pair.content)
+            img = load_image(pair.content, args.max_size)
             w, h = img.size
             full = img.tensor()
             style = load_image(pair.style)

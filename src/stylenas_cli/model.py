@@ -19,7 +19,7 @@ from .device import autocast, autocast_dtype, resolve_device
 from .encoder import LEVELS, VGGEncoder
 from .genotype import Genotype, resolve
 from .images import ImageError, load_image, load_labels, oriented_size
-from .lift import LiftConfig, downscale, lift, work_shape
+from .lift import DEFAULT_WORK_SIZE, LiftConfig, downscale, lift, work_shape
 from .wct import ColourStats, resize_labels, style_stats, wct
 
 # Whitening regularisation (see wct.whitening_matrix): the reference code's shrinkage,
@@ -197,7 +197,7 @@ class Stylizer(nn.Module):
         style: torch.Tensor | StyleCache,
         alpha: float = 1.0,
         content_labels: torch.Tensor | None = None,
-        work_size: int | None = None,
+        work_size: int | None = DEFAULT_WORK_SIZE,
         lift_cfg: LiftConfig | None = None,
         small: torch.Tensor | None = None,
         out: torch.Tensor | None = None,
@@ -241,11 +241,17 @@ class Stylizer(nn.Module):
             return out
         return lift(small, target, content.to(self.device), lift_cfg, out)
 
-    def stylize_pil(self, content: Image.Image, style: Image.Image, alpha: float = 1.0):
-        """PIL in, PIL out (RGB)."""
-        c = pil_to_tensor(content).to(self.device)
+    def stylize_pil(
+        self,
+        content: Image.Image,
+        style: Image.Image,
+        alpha: float = 1.0,
+        work_size: int | None = DEFAULT_WORK_SIZE,
+    ) -> Image.Image:
+        """PIL in, PIL out (RGB): :meth:`stylize_at` (the network at ``work_size``, lifted)."""
+        c = pil_to_tensor(content)
         s = pil_to_tensor(style).to(self.device)
-        return tensor_to_pil(self.stylize(c, s, alpha)[0])
+        return tensor_to_pil(self.stylize_at(c, s, alpha, work_size=work_size)[0])
 
 
 def _to(stats: ColourStats, device: torch.device) -> ColourStats:

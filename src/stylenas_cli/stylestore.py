@@ -94,6 +94,6 @@ def save(folder: Path, name: str, stats: dict[str, dict[int, ColourStats]], size
     }
     try:
         atomic_write(folder / f"{name}.pt", lambda tmp: torch.save(payload, tmp))
-    except OSError:
+    except (OSError, RuntimeError):  # torch.save reports a failed write as RuntimeError
         return False
     return True
