@@ -29,7 +29,7 @@ from .images import (
 )
 from .lift import DEFAULT_WORK_SIZE, LiftConfig, work_shape
 from .memory import check_fits
-from .model import STYLE_MAX_SIDE, Stylizer, check_side
+from .model import STYLE_MAX_SIDE, StyleCache, Stylizer, check_side
 
 
 @dataclass
@@ -176,7 +176,10 @@ def _run_batch(model, items, cache, cfg: StylizeConfig, content_labels) -> list[
     float_source = any(img.pixels.dtype != np.uint8 for _, _, img in items)
     try:
         check_fits(f"{items[0][0]}", h, w, model.device, len(items), cfg.work_size, float_source)
-        out = _stylize_batch(model, [img for _, _, img in items], cache, cfg, content_labels)
+        images = [img for _, _, img in items]
+        out = stylize_images(
+            model, images, cache, cfg.alpha, content_labels, cfg.work_size, cfg.lift
+        )
     except (RuntimeError, MemoryError, OutOfMemory) as err:
         if not is_oom(err):
             raise
@@ -204,13 +207,21 @@ def _run_batch(model, items, cache, cfg: StylizeConfig, content_labels) -> list[
     return results
 
 
-def _stylize_batch(
-    model: Stylizer, images: list[LoadedImage], cache, cfg: StylizeConfig, labels
+def stylize_images(
+    model: Stylizer,
+    images: list[LoadedImage],
+    cache: StyleCache,
+    alpha: float = 1.0,
+    labels: torch.Tensor | None = None,
+    work_size: int | None = DEFAULT_WORK_SIZE,
+    lift: LiftConfig | None = None,
 ) -> np.ndarray:
-    """Same-size images -> ``(B, H, W, 3)`` uint8: the network at the working size, the
-    result lifted onto the full-resolution pixels (or the network on every pixel)."""
+    """Same-size images -> ``(B, H, W, 3)`` uint8: the network at the working size (the
+    photos Lanczos-resized from their 8-bit pixels), its result lifted onto the
+    full-resolution pixels; ``work_size=None``: the network on every pixel. What ``stylenas
+    stylize`` writes, and what ``stylenas eval`` scores."""
     w, h = images[0].size
-    size = work_shape(h, w, cfg.work_size) if cfg.work_size else (h, w)
+    size = work_shape(h, w, work_size) if work_size else (h, w)
     if all(img.pixels.dtype == np.uint8 for img in images):
         full = torch.cat([img.tensor() for img in images])  # uint8, no float copy
     else:
@@ -222,10 +233,10 @@ def _stylize_batch(
     model.stylize_at(
         full,
         cache,
-        cfg.alpha,
+        alpha,
         content_labels=labels,
-        work_size=cfg.work_size,
-        lift_cfg=cfg.lift,
+        work_size=work_size,
+        lift_cfg=lift,
         small=small,
         out=torch.from_numpy(out).permute(0, 3, 1, 2),
     )

@@ -17,15 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from ..config import DEFAULT_WORK_SIZE, LiftConfig
 from ..device import resolve_device, synchronize
 from ..errors import OutOfMemory, is_oom
 from ..files import atomic_write
-from ..images import load_image
-from ..model import Stylizer, check_side
+from ..images import LoadedImage, load_image
+from ..lift import work_shape
+from ..model import STYLE_MAX_SIDE, Stylizer, check_side
+from ..stylize import stylize_images
 from .baselines import BASELINES
 from .baselines import get as get_baseline
 from .metrics import GRAM_LONG_SIDE, Scorer, as_rgb, gram_encoder, resize
@@ -118,17 +119,11 @@ def planned_files(out_dir: Path, pairs: list[Pair], labels: list[str]) -> dict[s
 # --- scoring -------------------------------------------------------------------------------
 
 
-def _to_numpy(rgb: torch.Tensor) -> np.ndarray:
-    """``(1, 3, H, W)`` -> ``(H, W, 3)`` float64, rounded to 8 bits as a saved output is."""
-    arr = rgb[0].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
-    return np.round(arr.astype(np.float64) * 255.0) / 255.0
-
-
-def _load(path: Path, max_size: int | None, role: str) -> torch.Tensor:
-    """A content or style photo -> ``(1, 3, H, W)``, refused if our networks cannot take it."""
+def _load(path: Path, max_size: int | None, role: str) -> LoadedImage:
+    """A content or style photo, refused if our networks cannot take it."""
     img = load_image(path, max_size)
     check_side(*img.size, f"{path}: {role}")
-    return img.rgb
+    return img
 
 
 def _our_methods(
@@ -155,23 +150,26 @@ def _our_methods(
 
 
 def _stylize_timed(
-    model: Stylizer, content: torch.Tensor, style: torch.Tensor, masks, cfg: EvalConfig
-) -> tuple[torch.Tensor, float]:
-    """One whole stylisation (style statistics included, at the configured working size and
-    lift) and its synchronised seconds."""
+    model: Stylizer, content: LoadedImage, style: LoadedImage, masks, cfg: EvalConfig
+) -> tuple[np.ndarray, float]:
+    """One whole stylisation as ``stylenas stylize`` makes it (style statistics included, the
+    style at most STYLE_MAX_SIDE, the configured working size and lift) -> ``(H, W, 3)``
+    float64 of the 8-bit result, and its synchronised seconds."""
     c_lab, s_lab = masks if masks is not None else (None, None)
     try:
         synchronize(model.device)
         t0 = time.perf_counter()
-        cache = model.style_cache(style.to(model.device), s_lab)
-        out = model.stylize_at(content, cache, 1.0, c_lab, cfg.work_size, cfg.lift)
+        w, h = style.size
+        sh, sw = work_shape(h, w, STYLE_MAX_SIDE)
+        cache = model.style_cache(style.resized(sh, sw).to(model.device), s_lab)
+        out = stylize_images(model, [content], cache, 1.0, c_lab, cfg.work_size, cfg.lift)
         synchronize(model.device)
         seconds = time.perf_counter() - t0
     except (RuntimeError, MemoryError) as err:
         if not is_oom(err):
             raise
         raise OutOfMemory("out of memory: try --max-size 1024 or --device cpu") from None
-    return out, seconds
+    return out[0].astype(np.float64) / 255.0, seconds
 
 
 def evaluate(
@@ -217,9 +215,9 @@ def evaluate(
     sheet_rows: list[tuple[str, list[Image.Image | None]]] = []
     on_pair(0, len(pairs), "")
     for i, pair in enumerate(pairs):
-        c_t = _load(pair.content, cfg.max_size, CONTENT)
-        s_t = _load(pair.style, cfg.max_size, STYLE)
-        content, style = as_rgb(c_t), as_rgb(s_t)
+        c_img = _load(pair.content, cfg.max_size, CONTENT)
+        s_img = _load(pair.style, cfg.max_size, STYLE)
+        content, style = as_rgb(c_img.rgb), as_rgb(s_img.rgb)
         h, w = content.shape[:2]
         score = Scorer(content, style, encoder, gram_size)
         outputs: dict[str, tuple[np.ndarray, float | None]] = {}
@@ -227,13 +225,15 @@ def evaluate(
         if use_masks and pair.content_seg and pair.style_seg:
             masks = (
                 load_mask(pair.content_seg, pair.content, (h, w)),
-                load_mask(pair.style_seg, pair.style, tuple(s_t.shape[-2:])),
+                load_mask(pair.style_seg, pair.style, s_img.size[::-1]),
             )
         for label, arch, masked in ours:
             if masked and masks is None:
                 continue
-            out, seconds = _stylize_timed(models[arch], c_t, s_t, masks if masked else None, cfg)
-            outputs[label] = (_to_numpy(out), seconds)
+            out, seconds = _stylize_timed(
+                models[arch], c_img, s_img, masks if masked else None, cfg
+            )
+            outputs[label] = (out, seconds)
             save_png(outputs[label][0], files[f"{label}/{pair.name}"])
         for name in cfg.baselines:
             t0 = time.perf_counter()
