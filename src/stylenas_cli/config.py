@@ -10,6 +10,8 @@ from dataclasses import dataclass
 # network on every pixel on every EVAL.md metric (means) on the StyleNAS, DPST and hires pairs,
 # at a fraction of its time.
 DEFAULT_WORK_SIZE = 384
+# Long side (px) a style photo is read at for its statistics (smaller photos as they are).
+DEFAULT_STYLE_SIZE = 1024
 
 
 @dataclass(frozen=True)

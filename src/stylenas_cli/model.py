@@ -14,6 +14,7 @@ from PIL import Image
 from torch import nn
 
 from . import stylestore
+from .config import DEFAULT_STYLE_SIZE
 from .decoder import Decoder
 from .device import autocast, autocast_dtype, resolve_device
 from .encoder import LEVELS, VGGEncoder
@@ -26,9 +27,6 @@ from .wct import ColourStats, resize_labels, style_stats, wct
 # cleaner skies and fewer blotches; measured on 6 dev pairs: ssim 0.80 -> 0.85 at equal gain.
 WHITEN_SHRINK = 0.67
 MIN_SIDE = 32  # relu5_1 (1/16) needs at least 2 pixels for reflection padding
-# Long side of a style photo for its statistics: they barely change with resolution, and a
-# large style costs gigabytes in its one pass.
-STYLE_MAX_SIDE = 1024
 
 # (transfer point, content mean (B, C, 1), cov (B, C, C)) -> smoothed moments (video).
 SmoothMoments = Callable[[str, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -127,7 +125,7 @@ class Stylizer(nn.Module):
     def load_style(
         self,
         path: str | Path,
-        max_side: int = STYLE_MAX_SIDE,
+        max_side: int = DEFAULT_STYLE_SIZE,
         mask: str | Path | None = None,
         cache_dir: Path | None = None,
     ) -> StyleCache:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from . import stylestore
+from .config import DEFAULT_STYLE_SIZE
 from .errors import OutOfMemory, is_oom
 from .files import STYLIZED_SUFFIX, plan_outputs
 from .images import (
@@ -29,7 +30,7 @@ from .images import (
 )
 from .lift import DEFAULT_WORK_SIZE, LiftConfig, work_shape
 from .memory import check_fits
-from .model import STYLE_MAX_SIDE, StyleCache, Stylizer, check_side
+from .model import StyleCache, Stylizer, check_side
 
 
 @dataclass
@@ -44,6 +45,7 @@ class StylizeConfig:
     work_size: int | None = DEFAULT_WORK_SIZE
     lift: LiftConfig = field(default_factory=LiftConfig)
     cache: bool = True  # keep the style's statistics on disk across runs (stylestore)
+    style_size: int = DEFAULT_STYLE_SIZE  # long side the style is read at
 
 
 @dataclass
@@ -106,7 +108,7 @@ def stylize_files(
     on_result: Callable[[Result], None] = lambda r: None,
 ) -> list[Result]:
     """Stylise every content with one style; returns one :class:`Result` per content."""
-    max_side = min(cfg.max_size or STYLE_MAX_SIDE, STYLE_MAX_SIDE)
+    max_side = min(cfg.max_size or cfg.style_size, cfg.style_size)
     store = stylestore.cache_dir() if cfg.cache else None
     cache = model.load_style(style, max_side, cfg.style_mask, store)
     content_labels = None
@@ -223,9 +225,10 @@ def stylize_images(
     w, h = images[0].size
     size = work_shape(h, w, work_size) if work_size else (h, w)
     if all(img.pixels.dtype == np.uint8 for img in images):
-        full = torch.cat([img.tensor() for img in images])  # uint8, no float copy
+        parts = [img.tensor() for img in images]  # uint8 views, no float copy
     else:
-        full = torch.cat([img.rgb for img in images])
+        parts = [img.rgb for img in images]
+    full = parts[0] if len(parts) == 1 else torch.cat(parts)  # one photo: no copy at all
     small = None
     if size != (h, w):  # Lanczos from the 8-bit pixels: no full-size float copy
         small = torch.cat([img.resized(*size) for img in images])

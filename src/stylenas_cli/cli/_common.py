@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from ..config import DEFAULT_WORK_SIZE, LiftConfig
+from ..config import DEFAULT_STYLE_SIZE, DEFAULT_WORK_SIZE, LiftConfig
 from ..errors import StylenasError, is_oom
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
@@ -189,6 +189,14 @@ def lift_options(f):
         "with an edge-aware colour model. 'native': the network on every pixel (slow; memory "
         "grows with the photo).",
     )(f)
+
+
+style_size_option = click.option(
+    "--style-size",
+    type=click.IntRange(min=32),
+    default=DEFAULT_STYLE_SIZE,
+    help="Long side (px) the style photo is read at for its statistics (smaller ones as they are).",
+)
 
 
 def lift_config(radius: int, eps: float) -> LiftConfig:

@@ -23,6 +23,7 @@ from ._common import (
     precision_option,
     progress,
     quiet_option,
+    style_size_option,
 )
 
 DEFAULT_ARCHS = ("photonas",)
@@ -84,6 +85,7 @@ def parse_weights(values: tuple[str, ...], archs: tuple[str, ...]) -> dict[str, 
     "resized content's size. Default: the photos' own sizes.",
 )
 @lift_options
+@style_size_option
 @device_option
 @precision_option("fp32", "our networks' convolutions")
 @click.option(
@@ -119,6 +121,7 @@ def eval_command(
     work_size,
     lift_radius,
     lift_eps,
+    style_size,
     device,
     precision,
     out,
@@ -152,6 +155,7 @@ def eval_command(
         overwrite=overwrite,
         work_size=work_size,
         lift=lift_config(lift_radius, lift_eps),
+        style_size=style_size,
     )
     out = out if out is not None else Path("runs") / "eval" / pairs_dir.resolve().name
     stderr = console()

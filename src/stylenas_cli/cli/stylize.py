@@ -20,6 +20,7 @@ from ._common import (
     overwrite_option,
     precision_option,
     quiet_option,
+    style_size_option,
     weights_option,
 )
 
@@ -49,6 +50,7 @@ from ._common import (
     help="Resize so the long side is at most this (keeps aspect). Default: keep the original size.",
 )
 @lift_options
+@style_size_option
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
@@ -84,6 +86,7 @@ def stylize_command(
     work_size,
     lift_radius,
     lift_eps,
+    style_size,
     batch_size,
     device,
     precision,
@@ -121,6 +124,7 @@ def stylize_command(
         work_size,
         lift_config(lift_radius, lift_eps),
         cache=not no_cache,
+        style_size=style_size,
     )
     if not style.is_file():
         raise ImageError(f"{style}: style file not found")

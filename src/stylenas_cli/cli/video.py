@@ -19,6 +19,7 @@ from ._common import (
     overwrite_option,
     precision_option,
     quiet_option,
+    style_size_option,
     weights_option,
 )
 
@@ -83,6 +84,7 @@ def _progress_columns():
     "sees (at most 1024).",
 )
 @lift_options
+@style_size_option
 @click.option(
     "--frames",
     "frames",
@@ -153,6 +155,7 @@ def video_command(
     work_size,
     lift_radius,
     lift_eps,
+    style_size,
     frames,
     preview,
     batch_size,
@@ -198,6 +201,7 @@ def video_command(
         flicker=flicker,
         overwrite=overwrite,
         cache=not no_cache,
+        style_size=style_size,
     )
     err_console = console()
     if not style.is_file():

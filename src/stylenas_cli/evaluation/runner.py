@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..config import DEFAULT_WORK_SIZE, LiftConfig
+from ..config import DEFAULT_STYLE_SIZE, DEFAULT_WORK_SIZE, LiftConfig
 from ..device import resolve_device, synchronize
 from ..errors import OutOfMemory, is_oom
 from ..files import atomic_write
 from ..images import LoadedImage, load_image
 from ..lift import work_shape
-from ..model import STYLE_MAX_SIDE, Stylizer, check_side
+from ..model import Stylizer, check_side
 from ..stylize import stylize_images
 from .baselines import BASELINES
 from .baselines import get as get_baseline
@@ -64,6 +64,7 @@ class EvalConfig:
     gram_size: int | None = None  # None: EVAL.md's long side (GRAM_LONG_SIDE)
     work_size: int | None = DEFAULT_WORK_SIZE  # the network's long side; None: native
     lift: LiftConfig = field(default_factory=LiftConfig)
+    style_size: int = DEFAULT_STYLE_SIZE  # long side the style is read at for its statistics
 
 
 @dataclass
@@ -153,14 +154,14 @@ def _stylize_timed(
     model: Stylizer, content: LoadedImage, style: LoadedImage, masks, cfg: EvalConfig
 ) -> tuple[np.ndarray, float]:
     """One whole stylisation as ``stylenas stylize`` makes it (style statistics included, the
-    style at most STYLE_MAX_SIDE, the configured working size and lift) -> ``(H, W, 3)``
+    style read at the configured style size, working size and lift) -> ``(H, W, 3)``
     float64 of the 8-bit result, and its synchronised seconds."""
     c_lab, s_lab = masks if masks is not None else (None, None)
     try:
         synchronize(model.device)
         t0 = time.perf_counter()
         w, h = style.size
-        sh, sw = work_shape(h, w, STYLE_MAX_SIDE)
+        sh, sw = work_shape(h, w, cfg.style_size)
         cache = model.style_cache(style.resized(sh, sw).to(model.device), s_lab)
         out = stylize_images(model, [content], cache, 1.0, c_lab, cfg.work_size, cfg.lift)
         synchronize(model.device)
@@ -278,6 +279,7 @@ def evaluate(
         "max_size": cfg.max_size,
         "precision": cfg.precision,
         "work_size": cfg.work_size,
+        "style_size": cfg.style_size,
         "lift": f"radius {cfg.lift.radius}, eps {cfg.lift.eps:g}",
     }
     markdown = summary_markdown(summary, wins, names, meta)

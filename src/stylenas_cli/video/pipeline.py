@@ -27,11 +27,11 @@ import numpy as np
 import torch
 
 from .. import stylestore
-from ..config import DEFAULT_WORK_SIZE, LiftConfig
+from ..config import DEFAULT_STYLE_SIZE, DEFAULT_WORK_SIZE, LiftConfig
 from ..files import atomic_write, check_writable, plan_outputs
 from ..lift import work_shape
 from ..memory import FULL_BYTES_PER_PIXEL, NETWORK_BYTES_PER_PIXEL
-from ..model import STYLE_MAX_SIDE, Stylizer, check_side
+from ..model import Stylizer, check_side
 from .ffmpeg import (
     CONTAINERS,
     Encoding,
@@ -64,6 +64,7 @@ class VideoConfig:
     work_size: int | None = DEFAULT_WORK_SIZE  # long side the network sees; None: native
     lift: LiftConfig = field(default_factory=LiftConfig)
     cache: bool = True  # keep the style's statistics on disk across runs (stylestore)
+    style_size: int = DEFAULT_STYLE_SIZE  # long side the style is read at (at most)
     stabilize: bool = True
     smoothing: float = 0.0  # with stabilize: weight of past frames in the WCT statistics
     flicker: bool = False  # measure the flicker ratio while encoding
@@ -316,10 +317,10 @@ def stylize_video(
         model.device, *size, model.precision, cfg.work_size
     )
     # The style at the scale of the frames the network sees (its statistics then describe the
-    # same feature scale), at most STYLE_MAX_SIDE.
+    # same feature scale), at most the style size.
     net_long = max(work_shape(size[1], size[0], cfg.work_size)) if cfg.work_size else max(size)
     store = stylestore.cache_dir() if cfg.cache else None
-    cache = model.load_style(style, min(net_long, STYLE_MAX_SIDE), cache_dir=store)
+    cache = model.load_style(style, min(net_long, cfg.style_size), cache_dir=store)
     stabilizer = Stabilizer(StabilizeConfig(momentum=cfg.smoothing)) if cfg.stabilize else None
     meter = FlickerMeter() if cfg.flicker else None
 
