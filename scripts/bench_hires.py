@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -33,20 +32,23 @@ from stylenas_cli.memory import available_bytes, estimate_bytes
 ROOT = Path(__file__).resolve().parents[1]
 HIRES = ROOT.parent / "shared" / "data" / "bench" / "hires"
 STYLENAS = Path(sys.executable).with_name("stylenas")
+TIME = "/usr/bin/time"  # GNU time: the peak RSS of one process
 METRICS = ("ssim", "edge_ssim", "lab_w1", "gain", "gram")
 
 
 def run_job(content: Path, style: Path, out: Path, *extra: str) -> dict:
-    """One ``stylenas stylize`` process: wall seconds and peak RSS (MiB)."""
-    argv = [str(STYLENAS), "stylize", str(content), "--style", str(style), "-o", str(out)]
-    argv += ["--overwrite", "--quiet", *extra]
+    """One ``stylenas stylize`` process: wall seconds and peak RSS (MiB).
+
+    The peak is read by GNU time, whose child starts from its small image: a child forked
+    from this (large) process would count this process's pages as its own."""
+    report = out.with_suffix(".rss")
+    argv = [TIME, "-f", "%M", "-o", str(report), str(STYLENAS), "stylize", str(content)]
+    argv += ["--style", str(style), "-o", str(out), "--overwrite", "--quiet", *extra]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    run = subprocess.run(argv, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    code = os.waitstatus_to_exitcode(status)
-    return {"ok": code == 0, "wall_s": wall, "peak_mib": usage.ru_maxrss / 1024, "error": err}
+    kib = int(report.read_text().split()[-1]) if report.is_file() else 0
+    return {"ok": run.returncode == 0, "wall_s": wall, "peak_mib": kib / 1024, "error": run.stderr}
 
 
 def scores(content: Path, style: Path, out: Path) -> dict:

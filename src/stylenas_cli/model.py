@@ -16,7 +16,7 @@ from torch import nn
 from . import stylestore
 from .config import DEFAULT_STYLE_SIZE
 from .decoder import Decoder
-from .device import autocast, autocast_dtype, resolve_device
+from .device import CHOICES, autocast, resolve_device, resolve_precision
 from .encoder import LEVELS, VGGEncoder
 from .genotype import Genotype, resolve
 from .images import ImageError, load_image, load_labels, oriented_size
@@ -62,7 +62,6 @@ class Stylizer(nn.Module):
         self.encoder = VGGEncoder()
         self.decoder = Decoder(self.genotype)
         self.precision = precision
-        autocast_dtype(precision)  # validates the name early
         # sha256 of the loaded decoder weights (None: not from a file), keys cached styles.
         self.weights_id: str | None = None
 
@@ -84,6 +83,18 @@ class Stylizer(nn.Module):
         return model.to(resolve_device(device)).eval()
 
     @property
+    def precision(self) -> str:
+        """The autocast precision in use: ``auto`` resolved for the model's device
+        (:func:`~stylenas_cli.device.resolve_precision`)."""
+        return resolve_precision(self._precision, self.device)
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        if value not in CHOICES:
+            resolve_precision(value, "cpu")  # the one error message for a bad name
+        self._precision = value
+
+    @property
     def device(self) -> torch.device:
         return next(self.decoder.parameters()).device
 
@@ -91,14 +102,14 @@ class Stylizer(nn.Module):
         """The autocast context of this model's precision on its device."""
         return autocast(self.device, self.precision)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def reconstruct(self, image: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` in [0, 1] -> the auto-encoder's reconstruction, same shape."""
         with self.autocast():
             out = self.decoder(self.encoder(image.to(self.device)), consume=True)
         return out.float().clamp(0, 1)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def style_cache(self, style: torch.Tensor, labels: torch.Tensor | None = None) -> StyleCache:
         """Summarise a style image ``(1, 3, H, W)`` (optional label map ``(H, W)``).
 
@@ -156,7 +167,7 @@ class Stylizer(nn.Module):
             stylestore.save(cache_dir, name, cache.stats, cache.size)
         return cache
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def stylize(
         self,
         content: torch.Tensor,
@@ -188,7 +199,7 @@ class Stylizer(nn.Module):
             out = self.decoder(self.encoder(content.to(self.device)), transfer, consume=True)
         return out.float().clamp(0, 1)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def stylize_at(
         self,
         content: torch.Tensor,

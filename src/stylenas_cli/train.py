@@ -8,7 +8,6 @@ and cosine decay. Checkpoints hold everything needed to resume bit-for-bit in sc
 from __future__ import annotations
 
 import math
-import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -346,9 +345,3 @@ def export_weights(checkpoint: str | Path, dest: str | Path, half: bool = True) 
     dest = Path(dest)
     atomic_write(dest, lambda tmp: torch.save(payload, tmp))
     return dest
-
-
-def set_threads() -> None:
-    """Use every core for intra-op work unless the user pinned OMP_NUM_THREADS."""
-    if "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(os.cpu_count() or 1)

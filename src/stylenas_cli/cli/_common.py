@@ -99,12 +99,18 @@ device_option = click.option(
 )
 
 
-def precision_option(default: str = "fp32", what: str = "the convolutions"):
+def precision_option(default: str = "fp32", what: str = "the convolutions", auto: bool = True):
+    choices = ["auto", "fp32", "fp16", "bf16"] if auto else ["fp32", "fp16", "bf16"]
+    extra = (
+        " auto: bf16 on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX), else fp32."
+        if auto
+        else ""
+    )
     return click.option(
         "--precision",
-        type=click.Choice(["fp32", "fp16", "bf16"]),
+        type=click.Choice(choices),
         default=default,
-        help=f"Autocast precision of {what}.",
+        help=f"Autocast precision of {what}.{extra}",
     )
 
 

@@ -105,6 +105,7 @@ def stylize_command(
     """
     from rich.markup import escape
 
+    from ..device import use_all_cores
     from ..images import ImageError
     from ..model import Stylizer
     from ..stylize import StylizeConfig, expand_contents, plan_image_outputs, stylize_files
@@ -130,6 +131,7 @@ def stylize_command(
         raise ImageError(f"{style}: style file not found")
     contents = expand_contents(paths)
     outputs = plan_image_outputs(contents, output)
+    use_all_cores()
     model = Stylizer.from_pretrained(arch, weights, device, precision)
     err_console = console()
 

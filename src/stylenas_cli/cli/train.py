@@ -126,7 +126,8 @@ def train_command(
     rerun with --resume to continue."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from ..train import TrainConfig, export_weights, set_threads, train
+    from ..device import use_all_cores
+    from ..train import TrainConfig, export_weights, train
 
     cfg = TrainConfig(
         str(data),
@@ -148,7 +149,7 @@ def train_command(
         crop=crop,
         gamma=gamma,
     )
-    set_threads()
+    use_all_cores()
     columns = (
         TextColumn("[bold]train"),
         BarColumn(),

@@ -181,6 +181,7 @@ def video_command(
     from rich.markup import escape
     from rich.progress import Progress
 
+    from ..device import use_all_cores
     from ..images import ImageError
     from ..model import Stylizer
     from ..video import VideoConfig, plan_output, probe, stylize_video
@@ -209,6 +210,7 @@ def video_command(
     info = probe(video)
     dest = plan_output(video, output, overwrite)
     resolve_codec(dest, codec)  # an unknown --codec fails before the model loads
+    use_all_cores()
     model = Stylizer.from_pretrained(arch, weights, device, precision)
     with Progress(*_progress_columns(), console=err_console, disable=quiet) as bar:
         task = bar.add_task("video", total=None)

@@ -40,7 +40,8 @@ import torch
 import torch.nn.functional as F
 
 from ..decoder import Decoder, count_parameters, decoder_flops
-from ..device import autocast_dtype, resolve_device
+from ..device import resolve_device
+from ..device import resolve_precision as device_precision
 from ..encoder import LEVELS
 from ..evaluation import find_pairs
 from ..evaluation.metrics import gram_distance, grams_of, ssim
@@ -224,12 +225,9 @@ class TrainSettings:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` -> ``bf16`` on CUDA, ``fp32`` elsewhere (CPU autocast is slow); else checked
-    and returned as is."""
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    autocast_dtype(precision)  # raises DeviceError on an unknown name
-    return precision
+    """The training precision of ``auto`` (bf16 on CUDA, fp32 on the CPU): see
+    :func:`stylenas_cli.device.resolve_precision`."""
+    return device_precision(precision, device, training=True)
 
 
 def short_train(st: Stylizer, cfg: TrainSettings, seed: int) -> float:
