@@ -138,6 +138,8 @@ def main() -> int:
                     "seconds": round(r.seconds, 2),
                     "flicker_ratio": r.flicker["flicker_ratio"],
                     "batch_size": r.batch_size,
+                    # decoding, encoding, muxing and waiting: the wall time not in the network
+                    "outside_inference": round(1 - r.inference_seconds / r.seconds, 3),
                 }
         else:
             print(f"note: {args.video} not found: skipping the real clip", file=sys.stderr)
@@ -169,6 +171,7 @@ def main() -> int:
             v = c[key]
             print(
                 f"  {key:24s} {v['fps']:7.2f} fps  flicker ratio {v['flicker_ratio']:.3f}"
+                f"  {v['outside_inference']:.0%} of the wall time outside inference"
                 f"  (batch {v['batch_size']})"
             )
     print(f"synthetic {args.synthetic_size}: peak resident memory while stylising")

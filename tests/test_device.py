@@ -15,9 +15,21 @@ def test_auto_precision_follows_the_hardware(monkeypatch):
     monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: False)
     assert device.resolve_precision("auto", cpu) == "fp32"
     assert device.resolve_precision("auto", cuda) in ("bf16", "fp16")
-    assert device.resolve_precision("fp16", cpu) == "fp16"
+    assert device.resolve_precision("fp16", cuda) == "fp16"
     with pytest.raises(StylenasError, match="precision"):
         device.resolve_precision("fp8", cpu)
+
+
+def test_fp16_on_a_cpu_runs_what_the_cpu_runs_well_and_says_so(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)
+    assert device.resolve_precision("fp16", cpu) == "bf16"
+    assert "running bf16" in device.precision_note("fp16", cpu)
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: False)
+    assert device.resolve_precision("fp16", cpu) == "fp32"
+    assert "running fp32" in device.precision_note("fp16", cpu)
+    assert device.precision_note("fp32", cpu) is None
+    assert device.precision_note("fp16", torch.device("cuda")) is None
 
 
 def test_the_stylizer_resolves_auto_for_its_device(monkeypatch):

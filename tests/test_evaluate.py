@@ -22,6 +22,7 @@ from stylenas_cli.evaluation import (
     REFERENCE,
     EvalConfig,
     EvalError,
+    SpeedReport,
     SpeedRow,
     evaluate,
     find_pairs,
@@ -300,24 +301,51 @@ def test_cli_markdown_on_stdout(pairs, tmp_path, weights_file, small_gram):
     assert f"| {OURS} | 1 |" in result.stdout
 
 
-def test_bench_speed_table_with_ratio_to_photonet():
+def test_bench_speed_report_has_floor_style_pass_and_ratios():
     argv = ["--arch", "photonas", "--arch", "photonet", "--sizes", "64", "--repeats", "1"]
+    argv += ["--work-size", "32", "--style-size", "64", "--no-overhead", "--precision", "fp32"]
     result = CliRunner().invoke(bench_speed_command, [*argv, "--json", "-q"])
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.stdout)["rows"]
-    assert [(r["method"], r["size"]) for r in rows] == [
-        ("photonas", 64),
-        ("photonet", 64),
-        ("reinhard", 64),
-        ("histogram", 64),
+    report = json.loads(result.stdout)
+    assert report["precision"] == "fp32" and report["work_size"] == 32
+    assert report["floor"]["64"] > 0
+    assert [s["arch"] for s in report["styles"]] == ["photonas", "photonet"]
+    assert all(s["seconds"] > 0 and s["encoder_seconds"] > 0 for s in report["styles"])
+    rows = report["rows"]
+    assert [(r["method"], r["mode"]) for r in rows] == [
+        ("photonas", "native"),
+        ("photonas", "lifted"),
+        ("photonet", "native"),
+        ("photonet", "lifted"),
+        ("reinhard", "baseline"),
+        ("histogram", "baseline"),
     ]
-    assert all(r["seconds_per_mp"] > 0 for r in rows)
-    nas, net = rows[0], rows[1]
+    assert all(r["seconds"] > 0 and r["size"] == 64 for r in rows)
+    assert all(r["seconds_per_mp"] == pytest.approx(r["seconds"] / (64 * 64 / 1e6)) for r in rows)
+    nas, net = rows[0], rows[2]
     assert nas["params"] < net["params"] and nas["gflops_per_mp"] < net["gflops_per_mp"]
 
-    table = speed_markdown([SpeedRow(**r) for r in rows])  # what the command prints
-    line = next(x for x in table.splitlines() if x.startswith("| photonet |"))
-    assert "(1.00×)" in line
+    # What the command prints: photonet is its own reference, ratios to the floor are real.
+    rep = SpeedReport(
+        report["precision"],
+        report["work_size"],
+        floor={64: report["floor"]["64"]},
+        rows=[SpeedRow(**{k: v for k, v in r.items() if k != "seconds_per_mp"}) for r in rows],
+    )
+    table = speed_markdown(rep)
+    line = next(x for x in table.splitlines() if x.startswith("| photonet |") and "native" in x)
+    assert "| 1.00× |" in line
+    floor_ratio = rows[2]["seconds"] / report["floor"]["64"]
+    assert f"{floor_ratio:.2f}×" in line
+
+
+def test_process_overhead_measures_a_fresh_interpreter():
+    from stylenas_cli.evaluation.speed import process_overhead
+
+    o = process_overhead(repeats=1)
+    assert set(o) == {"help_s", "import_s", "build_s", "weights_s"}
+    assert all(v > 0 for v in o.values())
+    assert o["help_s"] < o["import_s"] + o["build_s"]  # --help imports no torch
 
 
 def test_bench_speed_rejects_bad_sizes():

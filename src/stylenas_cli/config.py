@@ -12,6 +12,10 @@ from dataclasses import dataclass
 DEFAULT_WORK_SIZE = 384
 # Long side (px) a style photo is read at for its statistics (smaller photos as they are).
 DEFAULT_STYLE_SIZE = 1024
+# Largest image (width x height) read unless the user allows more (--max-pixels): above any
+# camera's output, far below what a few-hundred-byte "decompression bomb" PNG can declare
+# (PIL's own limit, 179 MP, would refuse some medium-format photos with a raw traceback).
+DEFAULT_MAX_PIXELS = 250_000_000
 
 
 @dataclass(frozen=True)

@@ -53,15 +53,28 @@ def cpu_has_native_bf16() -> bool:
 def resolve_precision(precision: str, device: torch.device | str, training: bool = False) -> str:
     """``auto`` -> the fastest precision measured not to change the results: bf16 on CUDA
     (fp16 where bf16 is missing); for inference on a CPU with native bf16, bf16; else fp32
-    (training on the CPU keeps fp32). Any other name is checked and returned as is."""
+    (training on the CPU keeps fp32). ``fp16`` on a CPU, where it is emulated and very slow,
+    becomes what ``auto`` gives there (:func:`precision_note` says so). Any other name is
+    checked and returned as is."""
+    device = torch.device(device)
+    if precision == "fp16" and device.type == "cpu":
+        # CPUs run fp16 convolutions emulated, ~50x slower than fp32: use what runs well.
+        return "bf16" if not training and cpu_has_native_bf16() else "fp32"
     if precision != "auto":
         autocast_dtype(precision)  # raises DeviceError on an unknown name
         return precision
-    device = torch.device(device)
     if device.type == "cuda":
         old_gpu = torch.cuda.is_available() and not torch.cuda.is_bf16_supported()
         return "fp16" if old_gpu else "bf16"
     return "bf16" if not training and cpu_has_native_bf16() else "fp32"
+
+
+def precision_note(requested: str, device: torch.device | str) -> str | None:
+    """A line for the user when ``requested`` is not what runs on ``device``."""
+    used = resolve_precision(requested, device)
+    if requested == "fp16" and used != "fp16":
+        return f"fp16 is emulated (very slow) on this CPU: running {used} instead"
+    return None
 
 
 def use_all_cores() -> None:

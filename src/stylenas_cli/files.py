@@ -6,6 +6,8 @@ so a destination is either complete or untouched.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import math
 import os
@@ -85,24 +87,90 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(dest: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temp file beside ``dest`` then rename it into place; the temp
-    file is removed on any error, so ``dest`` is either complete or untouched."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+def make_temp(dest: Path, suffix: str) -> Path:
+    """A new empty hidden temp file beside ``dest`` whose name carries this process's id
+    (``.<stem>.<pid>.<random><suffix>``), so a later run can tell a dead run's leftovers
+    (:func:`remove_stale_temps`) from the files of a run still going."""
     fd, tmp = tempfile.mkstemp(
-        prefix=f".{dest.stem}.", suffix=dest.suffix + ".tmp", dir=dest.parent
+        prefix=f".{dest.stem}.{os.getpid()}.", suffix=suffix, dir=dest.parent
     )
     os.close(fd)
-    tmp_path = Path(tmp)
+    return Path(tmp)
+
+
+def remove_stale_temps(dest: Path) -> list[Path]:
+    """Remove the temp files a killed run left beside ``dest`` (those of :func:`make_temp`
+    whose process no longer exists); returns what was removed."""
+    removed = []
+    for tmp in dest.parent.glob(f".{glob.escape(dest.stem)}.*.tmp"):
+        pid = tmp.name[len(dest.stem) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def atomic_write(dest: str | Path, write: Callable[[Path], None], overwrite: bool = True) -> Path:
+    """Call ``write(tmp)`` on a temp file beside ``dest``, flush it to disk, then move it into
+    place; the temp file is removed on any error, so ``dest`` is either complete or untouched.
+
+    ``overwrite=False``: the move itself refuses an existing ``dest`` (a hard link, atomic),
+    so two runs writing one output never silently replace each other's file."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(dest)
+    tmp_path = make_temp(dest, dest.suffix + ".tmp")
     try:
         write(tmp_path)
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; use the usual mode
-        os.replace(tmp_path, dest)
+        _fsync(tmp_path)
+        if overwrite:
+            os.replace(tmp_path, dest)
+        else:
+            _link_new(tmp_path, dest)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
     return dest
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _link_new(tmp: Path, dest: Path) -> None:
+    """Move ``tmp`` to ``dest`` only if ``dest`` does not exist, atomically."""
+    try:
+        os.link(tmp, dest)  # fails if dest exists, whoever created it in the meantime
+    except FileExistsError:
+        raise OutputError(
+            f"{dest}: output exists (another run wrote it?); pass --overwrite to replace it"
+        ) from None
+    except OSError:  # no hard links on this filesystem: the exclusive create is the check
+        try:
+            os.close(os.open(dest, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            raise OutputError(
+                f"{dest}: output exists (another run wrote it?); pass --overwrite to replace it"
+            ) from None
+        os.replace(tmp, dest)
+    else:
+        tmp.unlink()
 
 
 def jsonable(value):

@@ -91,7 +91,14 @@ def resolve(arch: str | Genotype) -> Genotype:
         return NAMED[arch]
     try:
         return Genotype.from_string(arch)
-    except ValueError:
+    except ValueError as err:
+        text = arch.strip()
+        if text and set(text) <= {"0", "1"}:  # meant as a bit string: say what is wrong
+            if len(text) != N_BITS:
+                raise StylenasError(
+                    f"genotype {text!r} has {len(text)} bits; it needs exactly {N_BITS}"
+                ) from None
+            raise StylenasError(f"genotype {text!r}: {err}") from None
         names = ", ".join(sorted(NAMED))
         raise StylenasError(
             f"unknown architecture {arch!r}: use one of {names} or a 32-bit string of 0/1"

@@ -3,14 +3,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import threading
 import warnings
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .config import DEFAULT_MAX_PIXELS
 from .errors import StylenasError
 from .files import atomic_write
 
@@ -31,6 +36,7 @@ class LoadedImage:
     pixels: np.ndarray
     alpha: np.ndarray | None = None
     sixteen_bit: bool = False
+    notes: list[str] = field(default_factory=list)  # what was done that a user should know
 
     @property
     def size(self) -> tuple[int, int]:
@@ -64,6 +70,67 @@ class LoadedImage:
 
 
 LANCZOS = Image.Resampling.LANCZOS
+_PIL_LIMIT = threading.Lock()  # Image.MAX_IMAGE_PIXELS is one global of PIL's
+
+
+@contextlib.contextmanager
+def open_image(
+    path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS, what: str = "image"
+) -> Iterator[Image.Image]:
+    """``Image.open`` with the project's size limit instead of PIL's: a header declaring more
+    than ``max_pixels`` (None: no limit) is refused with one line before any pixel is
+    decoded (a "decompression bomb" is a tiny file declaring a huge image), and PIL's
+    warnings about large images are not printed.
+
+    Raises :class:`ImageError` for missing, unreadable and oversized files."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"{path}: {what} file not found")
+    if path.is_dir():
+        raise ImageError(f"{path}: is a directory, not an {what} file")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{path}: empty file")
+    try:
+        with _PIL_LIMIT, warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # checked below
+            try:
+                img = Image.open(path)
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ImageError(f"{path}: not a readable {what} ({first_line(err)})") from None
+    with img:
+        w, h = img.size
+        if max_pixels is not None and w * h > max_pixels:
+            raise ImageError(
+                f"{path}: {w}x{h} is {w * h / 1e6:.0f} megapixels, over the limit of "
+                f"{max_pixels / 1e6:.0f} (a decompression bomb?); pass --max-pixels "
+                f"{w * h} if the file is genuine"
+            )
+        if w == 0 or h == 0:
+            raise ImageError(f"{path}: image has zero size")
+        yield img
+
+
+def first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def to_srgb(img: Image.Image) -> Image.Image:
+    """An image with an embedded ICC profile (Adobe RGB, Display P3, ...) converted to sRGB,
+    the space the network was trained in; others as they are."""
+    profile = img.info.get("icc_profile")
+    if not profile or img.mode not in ("RGB", "RGBA", "CMYK", "L"):
+        return img
+    from PIL import ImageCms
+
+    try:
+        src = ImageCms.ImageCmsProfile(io.BytesIO(profile))
+        mode = "RGBA" if img.mode == "RGBA" else "RGB"
+        return ImageCms.profileToProfile(img, src, ImageCms.createProfile("sRGB"), outputMode=mode)
+    except (ImageCms.PyCMSError, OSError, ValueError):  # a broken profile: use the pixels
+        return img
 
 
 def _pixels(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None, bool]:
@@ -87,7 +154,7 @@ def oriented_size(path: str | Path) -> tuple[int, int] | None:
     """(width, height) of an image file as displayed (EXIF rotation applied), read from its
     header only; ``None`` when it cannot be read (the loader reports why)."""
     try:
-        with Image.open(path) as img:
+        with open_image(path, None) as img:
             orientation = img.getexif().get(0x0112, 1)
             w, h = img.size
     except Exception:  # unreadable: reported when it is loaded
@@ -95,51 +162,50 @@ def oriented_size(path: str | Path) -> tuple[int, int] | None:
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
-def load_image(path: str | Path, max_size: int | None = None) -> LoadedImage:
+def load_image(
+    path: str | Path, max_size: int | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> LoadedImage:
     """Read an image file as RGB (:class:`LoadedImage`), honouring EXIF orientation; with
-    ``max_size`` the long side is Lanczos-resized to at most that.
+    ``max_size`` the long side is Lanczos-resized to at most that. Files declaring more than
+    ``max_pixels`` are refused (:func:`open_image`).
 
-    Raises :class:`ImageError` with a one-line reason for missing, non-image, corrupt or
-    empty files."""
+    Raises :class:`ImageError` with a one-line reason for missing, non-image, corrupt,
+    empty or oversized files."""
     path = Path(path)
-    if not path.exists():
-        raise ImageError(f"{path}: file not found")
-    if path.is_dir():
-        raise ImageError(f"{path}: is a directory, not an image")
-    if path.stat().st_size == 0:
-        raise ImageError(f"{path}: empty file")
+    notes = []
     try:
-        with Image.open(path) as img:
+        with open_image(path, max_pixels) as img:
+            frames = getattr(img, "n_frames", 1)
+            if frames > 1:
+                notes.append(f"{path}: animated ({frames} frames); the first frame was used")
             img.load()
-            img = ImageOps.exif_transpose(img)
-            if img.width == 0 or img.height == 0:
-                raise ImageError(f"{path}: image has zero size")
+            img = to_srgb(ImageOps.exif_transpose(img))
             if max_size and max(img.size) > max_size:
                 scale = max_size / max(img.size)
                 new = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
                 img = img.resize(new, Image.Resampling.LANCZOS)
             pixels, alpha, sixteen = _pixels(img)
-    except ImageError:
-        raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise ImageError(f"{path}: not a readable image ({err})") from None
-    return LoadedImage(np.ascontiguousarray(pixels), alpha, sixteen)
+        raise ImageError(f"{path}: not a readable image ({first_line(err)})") from None
+    return LoadedImage(np.ascontiguousarray(pixels), alpha, sixteen, notes)
 
 
-def load_labels(path: str | Path, size: tuple[int, int] | None = None) -> torch.Tensor:
+def load_labels(
+    path: str | Path,
+    size: tuple[int, int] | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> torch.Tensor:
     """Colour-coded label map (DPST-style PNG) -> integer labels ``(H, W)``.
 
     Each distinct colour becomes one label, numbered by its packed RGB value so the same
     colour means the same label in content and style maps. ``size`` (width, height): the
     map must have that size."""
     path = Path(path)
-    if not path.is_file():
-        raise ImageError(f"{path}: mask file not found")
     try:
-        with Image.open(path) as img:
+        with open_image(path, max_pixels, "mask") as img:
             img = ImageOps.exif_transpose(img).convert("RGB")
-    except (UnidentifiedImageError, OSError) as err:
-        raise ImageError(f"{path}: not a readable mask image ({err})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ImageError(f"{path}: not a readable mask ({first_line(err)})") from None
     if size is not None and img.size != tuple(size):
         raise ImageError(
             f"{path}: mask is {img.size[0]}x{img.size[1]} but its image is "
@@ -161,11 +227,15 @@ def to_uint8(image: torch.Tensor | np.ndarray) -> np.ndarray:
 
 
 def save_image(
-    image: torch.Tensor | np.ndarray, dest: str | Path, alpha: np.ndarray | None = None
+    image: torch.Tensor | np.ndarray,
+    dest: str | Path,
+    alpha: np.ndarray | None = None,
+    overwrite: bool = True,
 ) -> Path:
     """Save an image atomically as 8-bit RGB: ``(3, H, W)`` float in [0, 1], or ``(H, W, 3)``
     uint8. JPEG quality 95; alpha kept where the format allows (PNG/WebP/TIFF). 16-bit and
-    grayscale inputs come out as 8-bit RGB (a stylised photo has colour)."""
+    grayscale inputs come out as 8-bit RGB (a stylised photo has colour). ``overwrite=False``:
+    an existing ``dest`` is refused at the final rename (:func:`atomic_write`)."""
     dest = Path(dest)
     suffix = dest.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
@@ -179,5 +249,5 @@ def save_image(
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}.get(suffix)
     fmt = fmt or suffix.lstrip(".").upper()
     kwargs = {"quality": JPEG_QUALITY} if fmt == "JPEG" else {}
-    atomic_write(dest, lambda tmp: img.save(tmp, format=fmt, **kwargs))
+    atomic_write(dest, lambda tmp: img.save(tmp, format=fmt, **kwargs), overwrite)
     return dest

@@ -14,7 +14,7 @@ from PIL import Image
 from torch import nn
 
 from . import stylestore
-from .config import DEFAULT_STYLE_SIZE
+from .config import DEFAULT_MAX_PIXELS, DEFAULT_STYLE_SIZE
 from .decoder import Decoder
 from .device import CHOICES, autocast, resolve_device, resolve_precision
 from .encoder import LEVELS, VGGEncoder
@@ -139,13 +139,22 @@ class Stylizer(nn.Module):
         max_side: int = DEFAULT_STYLE_SIZE,
         mask: str | Path | None = None,
         cache_dir: Path | None = None,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> StyleCache:
         """Read a style photo (long side at most ``max_side``) and its optional label map
         (drawn at the photo's own size) and summarise them (:meth:`style_cache`).
 
         ``cache_dir``: keep the summary on disk there (:mod:`stylenas_cli.stylestore`) and
-        reuse it in later runs (only for networks loaded from a weights file)."""
+        reuse it in later runs (only for networks loaded from a weights file). Files declaring
+        more than ``max_pixels`` are refused (:func:`~stylenas_cli.images.open_image`)."""
         name = None
+        oriented = oriented_size(path)
+        if (
+            oriented is not None
+            and max_pixels is not None
+            and oriented[0] * oriented[1] > max_pixels
+        ):
+            load_image(path, max_side, max_pixels)  # refuses it with the one message
         if cache_dir is not None and self.weights_id is not None:
             name = stylestore.key(
                 path, self.weights_id, str(self.genotype), max_side, self.precision, mask
@@ -157,11 +166,11 @@ class Stylizer(nn.Module):
                     p: {k: _to(v, self.device) for k, v in d.items()} for p, d in stats.items()
                 }
                 return StyleCache(stats, size)
-        img = load_image(path, max_side)
+        img = load_image(path, max_side, max_pixels)
         check_side(*img.size, f"{path}: style")
         labels = None
         if mask is not None:
-            labels = load_labels(mask, oriented_size(path) or img.size)
+            labels = load_labels(mask, oriented or img.size, max_pixels)
         cache = self.style_cache(img.rgb.to(self.device), labels)
         if name is not None:
             stylestore.save(cache_dir, name, cache.stats, cache.size)

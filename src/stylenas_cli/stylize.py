@@ -16,15 +16,16 @@ import numpy as np
 import torch
 
 from . import stylestore
-from .config import DEFAULT_STYLE_SIZE
+from .config import DEFAULT_MAX_PIXELS, DEFAULT_STYLE_SIZE
 from .errors import OutOfMemory, is_oom
-from .files import STYLIZED_SUFFIX, plan_outputs
+from .files import STYLIZED_SUFFIX, OutputError, plan_outputs
 from .images import (
     IMAGE_SUFFIXES,
     ImageError,
     LoadedImage,
     load_image,
     load_labels,
+    open_image,
     oriented_size,
     save_image,
 )
@@ -46,6 +47,7 @@ class StylizeConfig:
     lift: LiftConfig = field(default_factory=LiftConfig)
     cache: bool = True  # keep the style's statistics on disk across runs (stylestore)
     style_size: int = DEFAULT_STYLE_SIZE  # long side the style is read at
+    max_pixels: int | None = DEFAULT_MAX_PIXELS  # larger files are refused (bombs)
 
 
 @dataclass
@@ -59,6 +61,7 @@ class Result:
     seconds: float = 0.0
     device: str = ""
     extra: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # e.g. "animated: first frame used"
 
     def as_dict(self) -> dict:
         d = {
@@ -72,6 +75,8 @@ class Result:
         }
         if self.error:
             d["error"] = self.error
+        if self.notes:
+            d["notes"] = self.notes
         return d | self.extra
 
 
@@ -99,6 +104,43 @@ def plan_image_outputs(contents: list[Path], output: str | Path | None) -> list[
     return plan_outputs(contents, output, IMAGE_SUFFIXES, "an image")
 
 
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (links and ``..`` resolved; missing ones by path)."""
+    try:
+        return a.samefile(b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
+
+def precheck(
+    contents: list[Path], outputs: list[Path], style: Path, cfg: StylizeConfig
+) -> tuple[list[tuple[Path, Path]], list[Result]]:
+    """Check the inputs before any model is loaded: the style (and masks) must be readable
+    (an :class:`ImageError` otherwise); each content's header must be readable, within
+    ``cfg.max_pixels``, and its output must not be the content or the style (refused even
+    with ``overwrite``: it would destroy an input). Returns the ``(content, output)`` pairs to
+    run and one failed :class:`Result` per content refused."""
+    with open_image(style, cfg.max_pixels, "style"):
+        pass
+    for mask in (cfg.content_mask, cfg.style_mask):
+        if mask is not None:
+            with open_image(mask, cfg.max_pixels, "mask"):
+                pass
+    todo, failed = [], []
+    for c, o in zip(contents, outputs):
+        try:
+            with open_image(c, cfg.max_pixels):
+                pass
+            if same_file(o, c) or same_file(o, style):
+                which = "the content" if same_file(o, c) else "the style"
+                raise ImageError(f"{o}: the output would replace {which}; choose another -o")
+        except ImageError as err:
+            failed.append(Result(c, None, False, str(err)))
+            continue
+        todo.append((c, o))
+    return todo, failed
+
+
 def stylize_files(
     model: Stylizer,
     contents: list[Path],
@@ -107,18 +149,21 @@ def stylize_files(
     cfg: StylizeConfig,
     on_result: Callable[[Result], None] = lambda r: None,
 ) -> list[Result]:
-    """Stylise every content with one style; returns one :class:`Result` per content."""
+    """Stylise every content with one style; returns one :class:`Result` per content
+    (inputs checked first: :func:`precheck`)."""
+    if cfg.content_mask and len(contents) != 1:
+        raise ImageError("--content-mask works with exactly one content image")
+    checked, results = precheck(contents, outputs, style, cfg)
+    for r in results:
+        on_result(r)
+    if not checked:
+        return results
     max_side = min(cfg.max_size or cfg.style_size, cfg.style_size)
     store = stylestore.cache_dir() if cfg.cache else None
-    cache = model.load_style(style, max_side, cfg.style_mask, store)
+    cache = model.load_style(style, max_side, cfg.style_mask, store, cfg.max_pixels)
     content_labels = None
-    if cfg.content_mask:
-        if len(contents) != 1:
-            raise ImageError("--content-mask works with exactly one content image")
-
-    results: list[Result] = []
     todo: list[tuple[Path, Path]] = []
-    for c, o in zip(contents, outputs):
+    for c, o in checked:
         if o.exists() and not cfg.overwrite:
             r = Result(c, o, False, f"{o}: output exists; pass --overwrite to replace it")
             results.append(r)
@@ -131,10 +176,11 @@ def stylize_files(
         loaded: list[tuple[Path, Path, LoadedImage]] = []
         for c, o in group:
             try:
-                img = load_image(c, cfg.max_size)
+                img = load_image(c, cfg.max_size, cfg.max_pixels)
                 check_side(*img.size, f"{c}: image")
                 if cfg.content_mask:
-                    content_labels = load_labels(cfg.content_mask, oriented_size(c) or img.size)
+                    size = oriented_size(c) or img.size
+                    content_labels = load_labels(cfg.content_mask, size, cfg.max_pixels)
                 loaded.append((c, o, img))
             except ImageError as err:
                 r = Result(c, None, False, str(err))
@@ -202,8 +248,11 @@ def _run_batch(model, items, cache, cfg: StylizeConfig, content_labels) -> list[
     results = []
     for (c, o, img), pixels in zip(items, out):
         try:
-            save_image(pixels, o, img.alpha)
-            results.append(Result(c, o, True, None, w, h, seconds, str(model.device)))
+            save_image(pixels, o, img.alpha, cfg.overwrite)
+            dev = str(model.device)
+            results.append(Result(c, o, True, None, w, h, seconds, dev, notes=img.notes))
+        except OutputError as err:
+            results.append(Result(c, None, False, str(err)))
         except (OSError, ImageError) as err:
             results.append(Result(c, None, False, f"{o}: could not write output ({err})"))
     return results

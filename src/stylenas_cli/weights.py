@@ -164,6 +164,17 @@ def _read(path: Path) -> dict:
         raise WeightsError(f"{path}: not a readable weights file ({type(err).__name__})") from None
     if not isinstance(data, dict) or "state_dict" not in data or "genotype" not in data:
         raise WeightsError(f"{path}: not a stylenas weights file (no genotype/state_dict)")
+    state = data["state_dict"]
+    if not isinstance(data["genotype"], str):
+        raise WeightsError(f"{path}: its genotype field is not a string of 32 bits")
+    try:
+        Genotype.from_string(data["genotype"])
+    except ValueError as err:
+        raise WeightsError(f"{path}: its genotype field is invalid ({err})") from None
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise WeightsError(f"{path}: its state_dict does not map names to tensors")
     return data
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from ..config import DEFAULT_STYLE_SIZE, DEFAULT_WORK_SIZE, LiftConfig
+from ..config import DEFAULT_MAX_PIXELS, DEFAULT_STYLE_SIZE, DEFAULT_WORK_SIZE, LiftConfig
 from ..errors import StylenasError, is_oom
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
@@ -203,6 +203,25 @@ style_size_option = click.option(
     default=DEFAULT_STYLE_SIZE,
     help="Long side (px) the style photo is read at for its statistics (smaller ones as they are).",
 )
+
+
+max_pixels_option = click.option(
+    "--max-pixels",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_PIXELS,
+    show_default=True,
+    help="Refuse image files declaring more pixels than this (width x height): a tiny "
+    "'decompression bomb' file can declare a huge image. Raise it for genuine giant photos.",
+)
+
+
+def note_precision(requested: str, device, quiet: bool = False) -> None:
+    """Say on stderr when the requested precision is not the one that runs."""
+    from ..device import precision_note
+
+    note = precision_note(requested, device)
+    if note and not quiet:
+        click.echo(f"note: {note}", err=True)
 
 
 def lift_config(radius: int, eps: float) -> LiftConfig:

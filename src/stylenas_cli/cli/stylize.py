@@ -17,6 +17,8 @@ from ._common import (
     device_option,
     lift_config,
     lift_options,
+    max_pixels_option,
+    note_precision,
     overwrite_option,
     precision_option,
     quiet_option,
@@ -51,6 +53,7 @@ from ._common import (
 )
 @lift_options
 @style_size_option
+@max_pixels_option
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
@@ -87,6 +90,7 @@ def stylize_command(
     lift_radius,
     lift_eps,
     style_size,
+    max_pixels,
     batch_size,
     device,
     precision,
@@ -106,9 +110,14 @@ def stylize_command(
     from rich.markup import escape
 
     from ..device import use_all_cores
-    from ..images import ImageError
     from ..model import Stylizer
-    from ..stylize import StylizeConfig, expand_contents, plan_image_outputs, stylize_files
+    from ..stylize import (
+        StylizeConfig,
+        expand_contents,
+        plan_image_outputs,
+        precheck,
+        stylize_files,
+    )
 
     paths = list(paths)
     if style is None:
@@ -126,13 +135,10 @@ def stylize_command(
         lift_config(lift_radius, lift_eps),
         cache=not no_cache,
         style_size=style_size,
+        max_pixels=max_pixels,
     )
-    if not style.is_file():
-        raise ImageError(f"{style}: style file not found")
     contents = expand_contents(paths)
     outputs = plan_image_outputs(contents, output)
-    use_all_cores()
-    model = Stylizer.from_pretrained(arch, weights, device, precision)
     err_console = console()
 
     def report(r) -> None:
@@ -140,15 +146,32 @@ def stylize_command(
             click.echo(json.dumps(r.as_dict()))
         if not r.ok:
             click.echo(f"error: {r.error}", err=True)
-        elif not quiet:
+        for note in r.notes if not quiet else ():
+            click.echo(f"note: {note}", err=True)
+        if r.ok and not quiet:
             name = escape(str(r.output))  # a file name may hold [brackets]
             err_console.print(f"{name}  [dim]{r.width}x{r.height} {r.seconds:.2f}s {r.device}[/]")
 
+    # Inputs first: a bad style or a folder of unreadable files is refused before the model
+    # takes seconds to load.
+    todo, refused = precheck(contents, outputs, style, cfg)
+    if not todo:
+        for r in refused:
+            report(r)
+        _finish(refused, quiet)
+    use_all_cores()
+    model = Stylizer.from_pretrained(arch, weights, device, precision)
+    note_precision(precision, model.device, quiet)
     if quiet:
         results = stylize_files(model, contents, style, outputs, cfg, report)
     else:
         with err_console.status("stylising...", spinner="dots"):
             results = stylize_files(model, contents, style, outputs, cfg, report)
+    _finish(results, quiet)
+
+
+def _finish(results, quiet: bool) -> None:
+    """Exit 1 with a count when any content failed (each was reported as it happened)."""
     failed = sum(not r.ok for r in results)
     if failed:
         if not quiet:

@@ -16,6 +16,7 @@ from ._common import (
     device_option,
     lift_config,
     lift_options,
+    note_precision,
     overwrite_option,
     precision_option,
     quiet_option,
@@ -182,7 +183,7 @@ def video_command(
     from rich.progress import Progress
 
     from ..device import use_all_cores
-    from ..images import ImageError
+    from ..images import open_image
     from ..model import Stylizer
     from ..video import VideoConfig, plan_output, probe, stylize_video
     from ..video.ffmpeg import resolve_codec
@@ -205,13 +206,14 @@ def video_command(
         style_size=style_size,
     )
     err_console = console()
-    if not style.is_file():
-        raise ImageError(f"{style}: style file not found")
+    with open_image(style, what="style"):  # a bad style is refused before anything runs
+        pass
     info = probe(video)
     dest = plan_output(video, output, overwrite)
     resolve_codec(dest, codec)  # an unknown --codec fails before the model loads
     use_all_cores()
     model = Stylizer.from_pretrained(arch, weights, device, precision)
+    note_precision(precision, model.device, quiet)
     with Progress(*_progress_columns(), console=err_console, disable=quiet) as bar:
         task = bar.add_task("video", total=None)
         result = stylize_video(

@@ -24,7 +24,7 @@ from .report import (
     wins_losses,
 )
 from .runner import EvalConfig, EvalReport, Method, arch_label, evaluate
-from .speed import SpeedRow, bench_speed, speed_markdown
+from .speed import SpeedReport, SpeedRow, bench_speed, speed_markdown
 
 __all__ = [
     "COLUMNS",
@@ -35,6 +35,7 @@ __all__ = [
     "EvalReport",
     "Method",
     "Pair",
+    "SpeedReport",
     "SpeedRow",
     "arch_label",
     "baselines",

@@ -150,6 +150,11 @@ def probe(path: str | Path) -> VideoInfo:
                 is_mp4 = f.read(12)[4:8] == b"ftyp"
             reason = "truncated MP4/MOV: no moov atom" if is_mp4 else "not an MP4/MOV file"
         raise VideoError(f"{path}: not a readable video ({reason})")
+    container = re.search(r"Input #0, ([\w,]+), from", log)
+    if container and (container.group(1) == "image2" or container.group(1).endswith("_pipe")):
+        raise VideoError(
+            f"{path}: is a still image, not a video; stylise photos with 'stylenas stylize'"
+        )
     lines = log.splitlines()
     streams: list[tuple[int, str, str, str]] = []  # (index, kind, description, block)
     for i, line in enumerate(lines):

@@ -12,10 +12,8 @@ talks to ffmpeg is :mod:`.ffmpeg`.
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,7 +26,8 @@ import torch
 
 from .. import stylestore
 from ..config import DEFAULT_STYLE_SIZE, DEFAULT_WORK_SIZE, LiftConfig
-from ..files import atomic_write, check_writable, plan_outputs
+from ..device import synchronize
+from ..files import atomic_write, check_writable, make_temp, plan_outputs, remove_stale_temps
 from ..lift import work_shape
 from ..memory import FULL_BYTES_PER_PIXEL, NETWORK_BYTES_PER_PIXEL
 from ..model import Stylizer, check_side
@@ -87,6 +86,7 @@ class VideoResult:
     streams_copied: tuple[str, ...] = ()
     notes: list[str] = field(default_factory=list)
     flicker: dict | None = None
+    inference_seconds: float = 0.0  # wall time inside the network and the lift
 
     @property
     def fps(self) -> float:
@@ -108,6 +108,7 @@ class VideoResult:
             "stabilize": self.stabilize,
             "codec": self.codec,
             "streams_copied": list(self.streams_copied),
+            "inference_seconds": round(self.inference_seconds, 3),
         }
         if self.flicker is not None:
             d |= self.flicker
@@ -325,11 +326,10 @@ def stylize_video(
     meter = FlickerMeter() if cfg.flicker else None
 
     on_start(end - start)
-    fd, name = tempfile.mkstemp(prefix=f".{dest.stem}.", suffix=".video.tmp", dir=dest.parent)
-    os.close(fd)
-    job = _Job(info, dest, start, end - start, size, batch, encoding, Path(name))
+    remove_stale_temps(dest)  # what a killed run on this output left behind
+    job = _Job(info, dest, start, end - start, size, batch, encoding, make_temp(dest, ".video.tmp"))
     try:
-        written = _pipeline(model, job, cache, cfg, stabilizer, meter, on_frame)
+        written, busy = _pipeline(model, job, cache, cfg, stabilizer, meter, on_frame)
         copied: tuple[str, ...] = ()
 
         def write(tmp: Path) -> None:
@@ -340,7 +340,7 @@ def stylize_video(
                 raise VideoError(f"{dest}: wrote {written} frames but the file holds {got}")
 
         try:
-            atomic_write(dest, write)
+            atomic_write(dest, write, cfg.overwrite)
         except OSError as err:
             msg = f"{dest}: could not write the output ({err.strerror or err})"
             raise VideoError(msg) from None
@@ -349,11 +349,15 @@ def stylize_video(
     return VideoResult(
         src, dest, written, *size, info.fps, time.perf_counter() - t0, str(model.device),
         batch, cfg.stabilize, encoding.codec, copied, notes, meter.as_dict() if meter else None,
+        busy,
     )  # fmt: skip
 
 
-def _pipeline(model, job: _Job, cache, cfg: VideoConfig, stabilizer, meter, on_frame) -> int:
-    """Run reader -> stylise -> writer; returns the number of frames encoded."""
+def _pipeline(
+    model, job: _Job, cache, cfg: VideoConfig, stabilizer, meter, on_frame
+) -> tuple[int, float]:
+    """Run reader -> stylise -> writer; returns the number of frames encoded and the seconds
+    spent stylising (the rest of the wall time is decoding, encoding and waiting on them)."""
     import imageio_ffmpeg
 
     device = model.device
@@ -363,6 +367,7 @@ def _pipeline(model, job: _Job, cache, cfg: VideoConfig, stabilizer, meter, on_f
     out_q: queue.Queue = queue.Queue(maxsize=2)
     errors: list[BaseException] = []
     written = 0
+    busy = 0.0
 
     def counted() -> None:
         nonlocal written
@@ -401,10 +406,13 @@ def _pipeline(model, job: _Job, cache, cfg: VideoConfig, stabilizer, meter, on_f
                 raise item.error
             x = item.to(device, non_blocking=cuda).permute(0, 3, 1, 2)  # uint8 (n, 3, H, W)
             out8 = torch.empty_like(item, device=device)  # (n, H, W, 3), what ffmpeg takes
+            t0 = time.perf_counter()
             stylize_frames(
                 model, x, cache, cfg.alpha, stabilizer, cfg.work_size, cfg.lift,
                 out=out8.permute(0, 3, 1, 2),
             )  # fmt: skip
+            synchronize(device)
+            busy += time.perf_counter() - t0
             ready = None
             if cuda:  # copy back into pinned memory; the writer waits on the event
                 host = torch.empty(out8.shape, dtype=torch.uint8, pin_memory=True)
@@ -431,4 +439,4 @@ def _pipeline(model, job: _Job, cache, cfg: VideoConfig, stabilizer, meter, on_f
         raise VideoError(f"{job.info.path}: no frame could be decoded")
     if probe_frames(job.video_tmp) != written:  # ffmpeg failed while finishing the file
         raise encoder_error(job.dest, job.size, job.info.fps, job.encoding, written)
-    return written
+    return written, busy
