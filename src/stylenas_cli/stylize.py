@@ -23,6 +23,7 @@ from .images import (
     IMAGE_SUFFIXES,
     ImageError,
     LoadedImage,
+    first_line,
     load_image,
     load_labels,
     open_image,
@@ -48,6 +49,7 @@ class StylizeConfig:
     cache: bool = True  # keep the style's statistics on disk across runs (stylestore)
     style_size: int = DEFAULT_STYLE_SIZE  # long side the style is read at
     max_pixels: int | None = DEFAULT_MAX_PIXELS  # larger files are refused (bombs)
+    skip_existing: bool = False  # an existing output counts as done (resume a killed batch)
 
 
 @dataclass
@@ -62,6 +64,7 @@ class Result:
     device: str = ""
     extra: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # e.g. "animated: first frame used"
+    skipped: bool = False  # the output existed and skip_existing was asked: nothing done
 
     def as_dict(self) -> dict:
         d = {
@@ -77,6 +80,8 @@ class Result:
             d["error"] = self.error
         if self.notes:
             d["notes"] = self.notes
+        if self.skipped:
+            d["skipped"] = True
         return d | self.extra
 
 
@@ -115,13 +120,17 @@ def same_file(a: Path, b: Path) -> bool:
 def precheck(
     contents: list[Path], outputs: list[Path], style: Path, cfg: StylizeConfig
 ) -> tuple[list[tuple[Path, Path]], list[Result]]:
-    """Check the inputs before any model is loaded: the style (and masks) must be readable
-    (an :class:`ImageError` otherwise); each content's header must be readable, within
-    ``cfg.max_pixels``, and its output must not be the content or the style (refused even
-    with ``overwrite``: it would destroy an input). Returns the ``(content, output)`` pairs to
-    run and one failed :class:`Result` per content refused."""
-    with open_image(style, cfg.max_pixels, "style"):
-        pass
+    """Check the inputs before any model is loaded: the style must decode and the masks'
+    headers be readable (an :class:`ImageError` otherwise); each content's header must be
+    readable and within ``cfg.max_pixels``, and its output must not be the content or the
+    style (refused even with ``overwrite``: it would destroy an input). Returns the
+    ``(content, output)`` pairs to run and one failed :class:`Result` per content refused."""
+    with open_image(style, cfg.max_pixels, "style") as img:
+        try:  # decoded whole (JPEGs at 1/8 scale: fast) so a truncated style fails here
+            img.draft("RGB", (img.width // 8, img.height // 8))
+            img.load()
+        except (OSError, SyntaxError, ValueError) as err:
+            raise ImageError(f"{style}: not a readable style ({first_line(err)})") from None
     for mask in (cfg.content_mask, cfg.style_mask):
         if mask is not None:
             with open_image(mask, cfg.max_pixels, "mask"):
@@ -164,8 +173,13 @@ def stylize_files(
     content_labels = None
     todo: list[tuple[Path, Path]] = []
     for c, o in checked:
-        if o.exists() and not cfg.overwrite:
-            r = Result(c, o, False, f"{o}: output exists; pass --overwrite to replace it")
+        if o.exists() and cfg.skip_existing and not cfg.overwrite:
+            r = Result(c, o, True, skipped=True)
+            results.append(r)
+            on_result(r)
+        elif o.exists() and not cfg.overwrite:
+            msg = f"{o}: output exists; pass --overwrite to replace it or --skip-existing"
+            r = Result(c, o, False, msg)
             results.append(r)
             on_result(r)
         else:

@@ -26,7 +26,7 @@ from .encoder import LEVELS, VGGEncoder
 from .errors import StylenasError
 from .files import atomic_write
 from .genotype import resolve
-from .images import IMAGE_SUFFIXES
+from .images import IMAGE_SUFFIXES, ImageError, open_image
 
 HOLDOUT_EVERY = 20  # every 20th photo (sorted by name) is held aside for validation
 
@@ -77,14 +77,30 @@ class DataError(StylenasError):
     """A training data folder that cannot be used."""
 
 
-def list_images(folder: str | Path) -> list[Path]:
-    """The photos under ``folder`` (recursive, sorted); at least two."""
+def list_images(folder: str | Path, on_skip: Callable[[str], None] | None = None) -> list[Path]:
+    """The readable photos under ``folder`` (recursive, sorted); at least two.
+
+    Each file is decoded once (JPEGs at 1/8 scale) so that an unreadable, truncated or
+    oversized one is skipped here, with ``on_skip(reason)``, instead of stopping a training
+    hours later."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"training data folder not found: {folder}")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = []
+    for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
+        try:
+            with open_image(path) as img:
+                img.draft("RGB", (img.width // 8, img.height // 8))
+                img.load()
+        except ImageError as err:
+            (on_skip or (lambda m: None))(f"skipped {err}")
+            continue
+        except (OSError, SyntaxError, ValueError) as err:
+            (on_skip or (lambda m: None))(f"skipped {path}: not a readable image ({err})")
+            continue
+        files.append(path)
     if len(files) < 2:
-        raise DataError(f"need at least 2 photos in {folder}, found {len(files)}")
+        raise DataError(f"need at least 2 readable photos in {folder}, found {len(files)}")
     return files
 
 
@@ -292,7 +308,7 @@ def train(
     elif cfg.init:
         log(f"warm start: {warm_start(decoder, cfg.init)} tensors from {cfg.init}")
 
-    train_files, val_files = split_holdout(list_images(cfg.data))
+    train_files, val_files = split_holdout(list_images(cfg.data, log))
     sampler = PhotoSampler(train_files, cfg.size, cfg.seed + state.step, cfg.crop, tuple(cfg.gamma))
     val = val_images(val_files, cfg.val_size).to(device)
     out.mkdir(parents=True, exist_ok=True)

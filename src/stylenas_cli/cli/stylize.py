@@ -27,7 +27,11 @@ from ._common import (
 )
 
 
-@command("stylize")
+@command(
+    "stylize",
+    interrupted="interrupted: finished outputs are complete; re-run with --skip-existing "
+    "to do the rest",
+)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "-s",
@@ -74,6 +78,12 @@ from ._common import (
 )
 @cache_option
 @overwrite_option
+@click.option(
+    "--skip-existing",
+    is_flag=True,
+    help="Leave contents whose output exists alone (reported as skipped, exit 0): re-run a "
+    "killed batch with it to resume.",
+)
 @quiet_option
 @click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON object per content on stdout."
@@ -98,6 +108,7 @@ def stylize_command(
     style_mask,
     no_cache,
     overwrite,
+    skip_existing,
     quiet,
     as_json,
 ) -> None:
@@ -136,6 +147,7 @@ def stylize_command(
         cache=not no_cache,
         style_size=style_size,
         max_pixels=max_pixels,
+        skip_existing=skip_existing,
     )
     contents = expand_contents(paths)
     outputs = plan_image_outputs(contents, output)
@@ -148,7 +160,9 @@ def stylize_command(
             click.echo(f"error: {r.error}", err=True)
         for note in r.notes if not quiet else ():
             click.echo(f"note: {note}", err=True)
-        if r.ok and not quiet:
+        if r.skipped and not quiet:
+            err_console.print(f"{escape(str(r.output))}  [dim]exists, skipped[/]")
+        elif r.ok and not quiet:
             name = escape(str(r.output))  # a file name may hold [brackets]
             err_console.print(f"{name}  [dim]{r.width}x{r.height} {r.seconds:.2f}s {r.device}[/]")
 

@@ -82,7 +82,7 @@ def _progress_columns():
     default=None,
     help="Resize frames so the long side is at most this (keeps aspect, even sides). "
     "Default: the source size. The style photo is resized to the long side the network "
-    "sees (at most 1024).",
+    "sees (at most --style-size).",
 )
 @lift_options
 @style_size_option
