@@ -87,6 +87,7 @@ def main() -> int:
     p.add_argument("--arch", default="photonas")
     p.add_argument("--weights", type=Path, default=None, help="default: shipped weights")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", default="auto", help="as stylenas video (default: auto)")
     p.add_argument("--max-size", type=int, default=None, help="default: the clip's own size")
     p.add_argument(
         "--work-size",
@@ -104,7 +105,7 @@ def main() -> int:
 
     style = args.style or default_style()
     try:
-        model = Stylizer.from_pretrained(args.arch, args.weights, args.device)
+        model = Stylizer.from_pretrained(args.arch, args.weights, args.device, args.precision)
     except (ValueError, FileNotFoundError) as err:  # no shipped weights yet: say so
         print(
             f"error: {err} (pass --weights, e.g. BENCH_VIDEO_ARGS=--weights=FILE)", file=sys.stderr
@@ -114,6 +115,7 @@ def main() -> int:
         "arch": args.arch,
         "weights": str(args.weights or "shipped"),
         "device": str(model.device),
+        "precision": model.precision,
         "torch_threads": torch.get_num_threads(),
     }
     with tempfile.TemporaryDirectory() as tmp:

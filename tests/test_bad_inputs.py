@@ -609,8 +609,38 @@ def test_a_batch_stopped_by_sigterm_resumes_with_skip_existing(tmp_path, style, 
         + ["--weights", str(weights_file), "--json"],
     )
     assert again.exit_code == 0, again.output
-    rows = [json.loads(line) for line in again.stdout.splitlines()]
+    *rows, last = [json.loads(line) for line in again.stdout.splitlines()]
+    assert last == {"summary": {"written": 40 - len(done), "skipped": len(done), "failed": 0}}
     assert sum(r.get("skipped", False) for r in rows) == len(done)
     assert all(r["ok"] for r in rows) and len(rows) == 40
     assert len(list(out.glob("*.jpg"))) == 40
     assert all(p.stat().st_mtime_ns == before[p.name] for p in done)  # not rewritten
+
+
+def test_video_stopped_by_sigterm_leaves_nothing_and_says_so(tmp_path, style, weights_file):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from stylenas_cli.video.ffmpeg import ffmpeg_exe
+
+    clip = tmp_path / "clip.mp4"
+    make = [ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "testsrc=size=160x96:rate=24:d=20"]
+    subprocess.run([*make, "-pix_fmt", "yuv420p", str(clip)], check=True)
+    out = tmp_path / "out.mp4"
+    argv = [sys.executable, "-m", "stylenas_cli", "video", str(clip), "--style", str(style)]
+    argv += ["-o", str(out), "--weights", str(weights_file), "--device", "cpu", "--quiet"]
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not list(tmp_path.glob(".out.*.video.tmp")):
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.05)
+    time.sleep(1.0)  # frames are being encoded
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(60)
+    said = proc.stderr.read()
+    assert code == 130, said
+    assert "interrupted" in said and "Traceback" not in said
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "style"]

@@ -19,4 +19,4 @@ def test_arch_reports_parameters_and_flops_consistently():
 def test_arch_rejects_a_bad_genotype_in_one_line():
     res = CliRunner().invoke(main, ["arch", "0101"])
     assert res.exit_code == 1
-    assert res.stderr.strip().count("\n") == 0 and "unknown architecture" in res.stderr
+    assert res.stderr.strip().count("\n") == 0 and "has 4 bits" in res.stderr

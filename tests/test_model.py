@@ -52,6 +52,13 @@ def test_masks_are_used(stylizer):
     masked = stylizer.stylize(content, style, content_labels=c_lab, style_labels=s_lab)
     assert masked.shape == content.shape
     assert not torch.allclose(masked, stylizer.stylize(content, style), atol=1e-3)
+    # Masks under bf16 autocast (the per-label transform answers in bf16 there).
+    stylizer.precision = "bf16"
+    try:
+        low = stylizer.stylize(content, style, content_labels=c_lab, style_labels=s_lab)
+    finally:
+        stylizer.precision = "fp32"
+    assert low.dtype == torch.float32 and (low - masked).abs().mean() < 0.03
 
 
 def test_bad_alpha_and_precision():

@@ -45,7 +45,10 @@ def _size(path: Path) -> tuple[int, int]:
 
 
 def _json_lines(result) -> list[dict]:
-    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    """One object per content (the last line, ``{"summary": ...}``, left out)."""
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    assert set(lines[-1]) == {"summary"}, lines[-1]
+    return lines[:-1]
 
 
 def _error_lines(result) -> list[str]:

@@ -296,10 +296,13 @@ def test_variable_frame_rate_becomes_constant_without_losing_time(tmp_path, run_
         ("audio_only", "no video stream"),
         ("zero_frames", "no frames"),
         ("missing", "file not found"),
+        ("still", "still image, not a video"),
     ],
 )
 def test_unusable_inputs_fail_with_one_line(tmp_path, clips, run_video, clip, fragment):
     src = clips.get(clip, tmp_path / "missing.mp4")
+    if clip == "still":  # a photo given to `video` (not blamed on the output container)
+        src = write_photo(tmp_path.parent / f"{tmp_path.name}_still.png")
     result = run_video(src, "-o", tmp_path / "out.mp4")
     assert_clean_failure(result, fragment, str(src.name))
     assert list(tmp_path.iterdir()) == [tmp_path / "style.jpg"]
@@ -529,3 +532,24 @@ def test_library_run_without_cli(tmp_path, clips, weights_file, style):
     assert seen == [4] and result.frames == 4
     meta, frames = read_back(tmp_path / "o.mkv")
     assert meta["size"] == (48, 36) and len(frames) == 4
+
+
+def test_a_batch_out_of_memory_is_retried_frame_by_frame(tmp_path, clips, run_video, monkeypatch):
+    import stylenas_cli.video.pipeline as pipeline
+
+    real = pipeline.stylize_frames
+    sizes = []
+
+    def tight(model, x, *args, **kwargs):
+        sizes.append(x.shape[0])
+        if x.shape[0] > 1:  # what a CPU allocator says when a batch does not fit
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to ...")
+        return real(model, x, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "stylize_frames", tight)
+    out = tmp_path / "out.mp4"
+    result = run_video(clips["plain"], "-o", out, "--batch-size", "4", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["frames"] == 12
+    assert sizes[:5] == [4, 1, 1, 1, 1]  # the batch failed, its frames went one by one
+    assert len(read_back(out)[1]) == 12

@@ -199,9 +199,9 @@ class Stylizer(nn.Module):
 
         def transfer(point: str, x: torch.Tensor) -> torch.Tensor:
             hook = partial(smooth, point) if smooth is not None else None
-            # In place: the decoder consumes its features, nothing else holds this one.
-            out = wct(x.float(), cache.stats[point], alpha, content_labels, self.shrink, hook, True)
-            return out.to(x.dtype)
+            # In the compute dtype (the statistics and the C×C maths are float64 inside wct)
+            # and in place: the decoder consumes its features, nothing else holds this one.
+            return wct(x, cache.stats[point], alpha, content_labels, self.shrink, hook, True)
 
         with self.autocast():
             # consume: each encoder feature is freed once the decoder has used it

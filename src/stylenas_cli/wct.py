@@ -113,8 +113,8 @@ def apply_transform(
     """``M (B, C, C)``, ``b (B, C, 1)`` applied to ``flat (B, C, N)`` in ``flat``'s dtype;
     ``inplace``: written back into ``flat`` chunk by chunk (no second full-size tensor)."""
     m, b = m.to(flat.dtype), b.to(flat.dtype)
-    if not inplace:
-        return torch.baddbmm(b, m, flat)
+    if not inplace:  # .to: under autocast baddbmm answers in the autocast dtype
+        return torch.baddbmm(b, m, flat).to(flat.dtype)
     for part in flat.split(CHUNK, dim=-1):
         part.copy_(torch.baddbmm(b, m, part))
     return flat

@@ -88,7 +88,7 @@ def parse_weights(values: tuple[str, ...], archs: tuple[str, ...]) -> dict[str, 
 @lift_options
 @style_size_option
 @device_option
-@precision_option("fp32", "our networks' convolutions")
+@precision_option("auto", "our networks' convolutions")
 @click.option(
     "-o",
     "--out",

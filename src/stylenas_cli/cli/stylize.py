@@ -65,7 +65,7 @@ from ._common import (
     help="Contents of the same size stylised together.",
 )
 @device_option
-@precision_option("fp32", "the convolutions (WCT statistics always in float64)")
+@precision_option("auto", "the network (WCT statistics always in float64)")
 @click.option(
     "--content-mask",
     type=click.Path(path_type=Path),
@@ -172,7 +172,7 @@ def stylize_command(
     if not todo:
         for r in refused:
             report(r)
-        _finish(refused, quiet)
+        _finish(refused, quiet, as_json)
     use_all_cores()
     model = Stylizer.from_pretrained(arch, weights, device, precision)
     note_precision(precision, model.device, quiet)
@@ -181,13 +181,21 @@ def stylize_command(
     else:
         with err_console.status("stylising...", spinner="dots"):
             results = stylize_files(model, contents, style, outputs, cfg, report)
-    _finish(results, quiet)
+    _finish(results, quiet, as_json)
 
 
-def _finish(results, quiet: bool) -> None:
-    """Exit 1 with a count when any content failed (each was reported as it happened)."""
+def _finish(results, quiet: bool, as_json: bool) -> None:
+    """The end of a run: with ``--json`` a last line ``{"summary": {...}}``; with several
+    contents a count on stderr; exit 1 when any content failed (each was reported as it
+    happened), else 0 (written or skipped)."""
     failed = sum(not r.ok for r in results)
+    skipped = sum(r.skipped for r in results)
+    written = len(results) - failed - skipped
+    if as_json:
+        summary = {"written": written, "skipped": skipped, "failed": failed}
+        click.echo(json.dumps({"summary": summary}))
+    if not quiet and (len(results) > 1 or failed):
+        parts = [f"{written} written"] + [f"{skipped} skipped"] * bool(skipped)
+        click.echo(", ".join(parts + [f"{failed} of {len(results)} failed"]), err=True)
     if failed:
-        if not quiet:
-            click.echo(f"{failed} of {len(results)} failed", err=True)
         sys.exit(1)

@@ -109,7 +109,7 @@ def _progress_columns():
     "(CUDA: what fits in half the free memory; CPU: 1-4).",
 )
 @device_option
-@precision_option("fp32", "the convolutions (WCT statistics always in float64)")
+@precision_option("auto", "the network (WCT statistics always in float64)")
 @click.option(
     "--stabilize/--no-stabilize",
     default=True,

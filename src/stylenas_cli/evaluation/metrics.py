@@ -288,17 +288,16 @@ class Scorer:
 # --- cost ----------------------------------------------------------------------------------
 
 
-def seconds_per_megapixel(
+def median_seconds(
     fn: Callable[[], object],
-    pixels: int,
     repeats: int = 5,
     warmup: int = 1,
     device: torch.device | str | None = None,
 ) -> float:
-    """Warm median of ``repeats`` timed calls of ``fn`` (after ``warmup`` untimed ones),
-    divided by the megapixels it processes. CUDA work is synchronised around each call."""
-    if repeats < 1 or pixels < 1:
-        raise ValueError(f"repeats and pixels must be >= 1, got {repeats} and {pixels}")
+    """Warm median wall seconds of ``repeats`` timed calls of ``fn`` (after ``warmup``
+    untimed ones). CUDA work is synchronised around each call."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
     for _ in range(warmup):
         fn()
     times = []
@@ -308,7 +307,20 @@ def seconds_per_megapixel(
         fn()
         synchronize(device)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times) / (pixels / 1e6)
+    return statistics.median(times)
+
+
+def seconds_per_megapixel(
+    fn: Callable[[], object],
+    pixels: int,
+    repeats: int = 5,
+    warmup: int = 1,
+    device: torch.device | str | None = None,
+) -> float:
+    """:func:`median_seconds` divided by the megapixels ``fn`` processes."""
+    if pixels < 1:
+        raise ValueError(f"pixels must be >= 1, got {pixels}")
+    return median_seconds(fn, repeats, warmup, device) / (pixels / 1e6)
 
 
 def _read_hwm() -> int | None:

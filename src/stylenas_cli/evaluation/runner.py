@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from ..config import DEFAULT_STYLE_SIZE, DEFAULT_WORK_SIZE, LiftConfig
-from ..device import resolve_device, synchronize
+from ..device import resolve_device, resolve_precision, synchronize
 from ..errors import OutOfMemory, is_oom
 from ..files import atomic_write
 from ..images import LoadedImage, load_image
@@ -57,7 +57,7 @@ class EvalConfig:
     baselines: tuple[str, ...] = tuple(BASELINES)
     max_size: int | None = None  # long side of content and style; None = as they are
     device: str = "auto"
-    precision: str = "fp32"
+    precision: str = "auto"
     limit: int | None = None  # first N pairs
     overwrite: bool = False
     cell: int = 192  # contact-sheet cell side (px)
@@ -277,7 +277,7 @@ def evaluate(
         "weights": {a: str(p) for a, p in cfg.weights.items()},
         "masks": use_masks,
         "max_size": cfg.max_size,
-        "precision": cfg.precision,
+        "precision": resolve_precision(cfg.precision, device),
         "work_size": cfg.work_size,
         "style_size": cfg.style_size,
         "lift": f"radius {cfg.lift.radius}, eps {cfg.lift.eps:g}",

@@ -31,12 +31,12 @@ import torch
 from PIL import Image
 
 from ..config import DEFAULT_STYLE_SIZE, DEFAULT_WORK_SIZE
-from ..device import resolve_device, synchronize
+from ..device import resolve_device
 from ..errors import is_oom
 from ..genotype import resolve
 from ..model import Stylizer
 from .baselines import BASELINES
-from .metrics import flops_per_megapixel, parameters, peak_memory
+from .metrics import flops_per_megapixel, median_seconds, parameters, peak_memory
 
 MODES = ("native", "lifted")
 REFERENCE = "photonet"
@@ -94,23 +94,6 @@ class SpeedReport:
         )
 
 
-def median_seconds(
-    fn: Callable[[], object], repeats: int, device: torch.device | None = None, warm: bool = False
-) -> float:
-    """Median wall seconds of ``repeats`` calls of ``fn`` after one warm-up call (none when
-    ``warm``: the caller has just run it)."""
-    if not warm:
-        fn()
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        t0 = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def _photo(which: str, size: int) -> torch.Tensor:
     """A real photo from scikit-image resized to ``(1, 3, size, size)`` in [0, 1]."""
     from skimage import data
@@ -163,7 +146,7 @@ def _time_row(method, size, mode, fn, repeats, device, params=None, gflops=None)
     without seconds when the method runs out of memory at this size."""
     try:
         peak = peak_memory(fn, device or "cpu")
-        seconds = median_seconds(fn, repeats, device, warm=True)
+        seconds = median_seconds(fn, repeats, warmup=0, device=device)  # peak run warmed it
     except (RuntimeError, MemoryError) as err:
         if not is_oom(err):
             raise
@@ -207,16 +190,16 @@ def bench_speed(
     for size in sizes:
         on_step(f"encoder floor at {size}x{size}")
         x = _photo("astronaut", size).to(dev)
-        report.floor[size] = median_seconds(encode(probe, x), repeats, dev)
+        report.floor[size] = median_seconds(encode(probe, x), repeats, device=dev)
     style = _photo("coffee", style_size).to(dev)
-    style_encoder = median_seconds(encode(probe, style), repeats, dev)
+    style_encoder = median_seconds(encode(probe, style), repeats, device=dev)
     del probe
 
     for arch in archs:
         model = Stylizer(resolve(arch), precision=precision).to(dev).eval()
         on_step(f"{arch}: style pass at {style_size}x{style_size}")
         cache = model.style_cache(style)
-        seconds = median_seconds(lambda m=model: m.style_cache(style), repeats, dev)
+        seconds = median_seconds(lambda m=model: m.style_cache(style), repeats, device=dev)
         report.styles.append(StylePass(arch, (style_size, style_size), seconds, style_encoder))
         params = parameters(model.decoder)
         gflops = flops_per_megapixel(model.decoder) / 1e9

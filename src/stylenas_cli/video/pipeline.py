@@ -27,6 +27,7 @@ import torch
 from .. import stylestore
 from ..config import DEFAULT_STYLE_SIZE, DEFAULT_WORK_SIZE, LiftConfig
 from ..device import synchronize
+from ..errors import is_oom
 from ..files import atomic_write, check_writable, make_temp, plan_outputs, remove_stale_temps
 from ..lift import work_shape
 from ..memory import FULL_BYTES_PER_PIXEL, NETWORK_BYTES_PER_PIXEL
@@ -353,6 +354,22 @@ def stylize_video(
     )  # fmt: skip
 
 
+def _stylize_batch(model, x, cache, cfg: VideoConfig, stabilizer, out: torch.Tensor) -> None:
+    """Stylise a batch of frames into ``out``; out of memory, frame by frame instead."""
+    try:
+        stylize_frames(model, x, cache, cfg.alpha, stabilizer, cfg.work_size, cfg.lift, out=out)
+    except (RuntimeError, MemoryError) as err:
+        if not is_oom(err) or x.shape[0] == 1:
+            raise
+        if x.device.type == "cuda":
+            torch.cuda.empty_cache()
+        for i in range(x.shape[0]):
+            stylize_frames(
+                model, x[i : i + 1], cache, cfg.alpha, stabilizer, cfg.work_size, cfg.lift,
+                out=out[i : i + 1],
+            )  # fmt: skip
+
+
 def _pipeline(
     model, job: _Job, cache, cfg: VideoConfig, stabilizer, meter, on_frame
 ) -> tuple[int, float]:
@@ -407,10 +424,7 @@ def _pipeline(
             x = item.to(device, non_blocking=cuda).permute(0, 3, 1, 2)  # uint8 (n, 3, H, W)
             out8 = torch.empty_like(item, device=device)  # (n, H, W, 3), what ffmpeg takes
             t0 = time.perf_counter()
-            stylize_frames(
-                model, x, cache, cfg.alpha, stabilizer, cfg.work_size, cfg.lift,
-                out=out8.permute(0, 3, 1, 2),
-            )  # fmt: skip
+            _stylize_batch(model, x, cache, cfg, stabilizer, out8.permute(0, 3, 1, 2))
             synchronize(device)
             busy += time.perf_counter() - t0
             ready = None
