@@ -33,27 +33,36 @@ def open_fds() -> int:
 
 
 class Samples:
-    """RSS and descriptor counts, one sample per finished item."""
+    """RSS and descriptor counts, one sample per finished item, by group (the photo size:
+    a run goes through the photos size by size, and a larger size legitimately needs more
+    memory; a leak shows as growth within a group, and in the last group's level)."""
 
     def __init__(self, warmup: int) -> None:
         self.warmup = warmup
         self.rss: list[float] = []
         self.fds: list[int] = []
+        self.groups: list[object] = []
 
-    def __call__(self, *_) -> None:
+    def __call__(self, item=None) -> None:
         self.rss.append(rss_mib())
         self.fds.append(open_fds())
+        self.groups.append((item.width, item.height) if item is not None else None)
 
     def report(self, name: str, rss_slack: float) -> bool:
-        base = self.rss[min(self.warmup, len(self.rss) - 1)]
-        grew = max(self.rss[self.warmup :] or self.rss) - base
+        growth = []
+        for group in dict.fromkeys(self.groups):
+            idx = [i for i, g in enumerate(self.groups) if g == group]
+            settled = idx[min(self.warmup, len(idx) - 1)]
+            growth.append(max(self.rss[i] for i in idx if i >= settled) - self.rss[settled])
+        grew = max(growth)
         fds_base = self.fds[min(self.warmup, len(self.fds) - 1)]
         ok = grew <= rss_slack and self.fds[-1] <= fds_base
         print(
-            f"{name}: {len(self.rss)} items · RSS MiB first {self.rss[0]:.0f} / after warm-up "
-            f"{base:.0f} / last {self.rss[-1]:.0f} / max {max(self.rss):.0f} (growth after "
-            f"warm-up {grew:+.0f}) · open fds first {self.fds[0]} / last {self.fds[-1]} / max "
-            f"{max(self.fds)} · {'flat' if ok else 'GROWING'}",
+            f"{name}: {len(self.rss)} items in {len(growth)} group(s) · RSS MiB first "
+            f"{self.rss[0]:.0f} / last {self.rss[-1]:.0f} / max {max(self.rss):.0f}; largest "
+            f"growth within a group after its warm-up {grew:+.0f} (per group: "
+            f"{', '.join(f'{g:+.0f}' for g in growth)}) · open fds first {self.fds[0]} / last "
+            f"{self.fds[-1]} / max {max(self.fds)} · {'flat' if ok else 'GROWING'}",
             flush=True,
         )
         return ok
@@ -110,7 +119,7 @@ def main() -> int:
         photos = make_photos(tmp / "in", args.photos)
         style = photos[1]
         outputs = plan_image_outputs(photos, f"{tmp / 'out'}/")
-        samples = Samples(warmup=min(50, args.photos // 5))
+        samples = Samples(warmup=min(20, args.photos // 25))
         results = stylize_files(model, photos, style, outputs, StylizeConfig(), samples)
         failed = [r for r in results if not r.ok]
         print(f"photos: {len(results) - len(failed)} written, {len(failed)} failed", flush=True)

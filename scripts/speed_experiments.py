@@ -34,6 +34,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="384,1024")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--only-onnx", action="store_true", help="skip the torch experiments")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     enc = VGGEncoder().eval()
@@ -62,6 +63,8 @@ def main() -> None:
 
         return go
 
+    if args.only_onnx:
+        return onnx_runs(enc, run, args, rows, sizes)
     run("torch fp32", lambda x: plain(x))
     run("torch fp32 channels-last", lambda x: plain(x, cl=True))
     run("torch bf16", lambda x: plain(x, dtype=torch.bfloat16))
@@ -84,7 +87,11 @@ def main() -> None:
     run("torch.compile fp32", lambda x: comp(x))
     run("torch.compile bf16", lambda x: comp(x, torch.bfloat16))
     print(f"compile + runs: {time.perf_counter() - t0:.1f} s", flush=True)
+    onnx_runs(enc, run, args, rows, sizes)
 
+
+def onnx_runs(enc, run, args, rows, sizes) -> None:
+    """The encoder exported to ONNX and run by ONNX Runtime (if installed), then the table."""
     try:
         import onnxruntime as ort
     except ImportError:

@@ -38,6 +38,10 @@ def check_side(width: int, height: int, what: str) -> None:
         raise ImageError(f"{what} is {width}x{height}; both sides must be >= {MIN_SIDE} px")
 
 
+class _StyleRecorded(Exception):
+    """Raised inside the decoder once the style's last transfer point is recorded."""
+
+
 @dataclass
 class StyleCache:
     """A style image summarised once: WCT statistics at every transfer point."""
@@ -127,10 +131,17 @@ class Stylizer(nn.Module):
                 if level in self.decoder.transfer_points:
                     record(level, feats[level])
             decoder_points = [p for p in self.decoder.transfer_points if p.startswith("d")]
+
+            def record_until_done(point: str, x: torch.Tensor) -> torch.Tensor:
+                if point in decoder_points:
+                    record(point, x)
+                    if point == decoder_points[-1]:
+                        raise _StyleRecorded  # the decoder's remaining stages are not needed
+                return x
+
             if decoder_points:
-                self.decoder(
-                    feats, transfer=lambda p, x: record(p, x) if p in decoder_points else x
-                )
+                with contextlib.suppress(_StyleRecorded):
+                    self.decoder(feats, transfer=record_until_done, consume=True)
         return cache
 
     def load_style(
