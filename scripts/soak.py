@@ -33,36 +33,30 @@ def open_fds() -> int:
 
 
 class Samples:
-    """RSS and descriptor counts, one sample per finished item, by group (the photo size:
-    a run goes through the photos size by size, and a larger size legitimately needs more
-    memory; a leak shows as growth within a group, and in the last group's level)."""
+    """RSS and descriptor counts, one sample per finished item. Flat means the second half
+    of the run never needs more than the first half did (plus ``slack``): the photos go by
+    size, so memory steps up when a new size first appears (allocator and oneDNN caches),
+    while a leak keeps growing to the end."""
 
-    def __init__(self, warmup: int) -> None:
-        self.warmup = warmup
+    def __init__(self) -> None:
         self.rss: list[float] = []
         self.fds: list[int] = []
-        self.groups: list[object] = []
 
-    def __call__(self, item=None) -> None:
+    def __call__(self, *_) -> None:
         self.rss.append(rss_mib())
         self.fds.append(open_fds())
-        self.groups.append((item.width, item.height) if item is not None else None)
 
     def report(self, name: str, rss_slack: float) -> bool:
-        growth = []
-        for group in dict.fromkeys(self.groups):
-            idx = [i for i, g in enumerate(self.groups) if g == group]
-            settled = idx[min(self.warmup, len(idx) - 1)]
-            growth.append(max(self.rss[i] for i in idx if i >= settled) - self.rss[settled])
-        grew = max(growth)
-        fds_base = self.fds[min(self.warmup, len(self.fds) - 1)]
-        ok = grew <= rss_slack and self.fds[-1] <= fds_base
+        half = len(self.rss) // 2
+        first, second = max(self.rss[:half]), max(self.rss[half:])
+        fds_ok = max(self.fds[half:]) <= max(self.fds[:half])
+        ok = second - first <= rss_slack and fds_ok
         print(
-            f"{name}: {len(self.rss)} items in {len(growth)} group(s) · RSS MiB first "
-            f"{self.rss[0]:.0f} / last {self.rss[-1]:.0f} / max {max(self.rss):.0f}; largest "
-            f"growth within a group after its warm-up {grew:+.0f} (per group: "
-            f"{', '.join(f'{g:+.0f}' for g in growth)}) · open fds first {self.fds[0]} / last "
-            f"{self.fds[-1]} / max {max(self.fds)} · {'flat' if ok else 'GROWING'}",
+            f"{name}: {len(self.rss)} items · RSS MiB first {self.rss[0]:.0f} / last "
+            f"{self.rss[-1]:.0f} / max {max(self.rss):.0f}; max of the first half {first:.0f}, "
+            f"of the second half {second:.0f} ({second - first:+.0f}) · open fds first "
+            f"{self.fds[0]} / last {self.fds[-1]} / max {max(self.fds)} · "
+            f"{'flat' if ok else 'GROWING'}",
             flush=True,
         )
         return ok
@@ -105,9 +99,9 @@ def main() -> int:
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
 
+    from stylenas_cli.batch import StylizeConfig, plan_image_outputs, stylize_files
     from stylenas_cli.device import use_all_cores
     from stylenas_cli.model import Stylizer
-    from stylenas_cli.stylize import StylizeConfig, plan_image_outputs, stylize_files
     from stylenas_cli.video import VideoConfig, stylize_video
 
     use_all_cores()
@@ -119,14 +113,14 @@ def main() -> int:
         photos = make_photos(tmp / "in", args.photos)
         style = photos[1]
         outputs = plan_image_outputs(photos, f"{tmp / 'out'}/")
-        samples = Samples(warmup=min(20, args.photos // 25))
+        samples = Samples()
         results = stylize_files(model, photos, style, outputs, StylizeConfig(), samples)
         failed = [r for r in results if not r.ok]
         print(f"photos: {len(results) - len(failed)} written, {len(failed)} failed", flush=True)
         ok &= samples.report("photos", args.rss_slack) and not failed
 
         clip = make_video(tmp / "clip.mp4", args.video_seconds, args.video_size)
-        frames = Samples(warmup=240)
+        frames = Samples()
         result = stylize_video(
             model, clip, tmp / "clip_out.mp4", style, VideoConfig(), on_frame=frames
         )

@@ -644,3 +644,51 @@ def test_video_stopped_by_sigterm_leaves_nothing_and_says_so(tmp_path, style, we
     assert code == 130, said
     assert "interrupted" in said and "Traceback" not in said
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "style"]
+
+
+def test_search_killed_with_sigkill_resumes_without_losing_a_record(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    train = tmp_path / "train"
+    for k, size in enumerate([(80, 60), (60, 80), (96, 64), (80, 60)]):
+        write_photo(train / f"{k:02d}.jpg", size, ("astronaut", "coffee")[k % 2])
+    pairs = tmp_path / "pairs"
+    for k, (c, s) in enumerate([("astronaut", "coffee"), ("coffee", "astronaut")]):
+        write_photo(pairs / "content" / f"{k:02d}.jpg", (64, 48), c)
+        write_photo(pairs / "style" / f"{k:02d}.jpg", (64, 48), s)
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "stylenas_cli", "search", "--train-data", str(train)]
+    argv += ["--val-pairs", str(pairs), "-o", str(out), "--population", "2", "--sample", "1"]
+    argv += ["--train-steps", "2", "--image-size", "48", "--val-size", "48", "--batch", "2"]
+    argv += ["--val-photos", "1", "--device", "cpu", "--seed", "3"]
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    records = out / "records.jsonl"
+
+    def lines() -> list[str]:
+        return records.read_text().splitlines() if records.is_file() else []
+
+    proc = subprocess.Popen([*argv, "--budget", "50"], env=env, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and len(lines()) < 2:
+            assert proc.poll() is None
+            time.sleep(0.1)
+        time.sleep(0.7)  # inside the next candidate (or writing its record)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        proc.kill()
+    before = [ln for ln in lines() if ln.endswith("}")]  # a torn last line is allowed
+    assert len(before) >= 2
+    done = subprocess.run([*argv, "--budget", str(len(before) + 1), "--resume"], env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    after = [json.loads(ln) for ln in lines()]
+    assert [json.dumps(r, sort_keys=True) for r in after[: len(before)]] == [
+        json.dumps(json.loads(ln), sort_keys=True) for ln in before
+    ]  # nothing finished was lost or rewritten
+    assert len(after) == len(before) + 1
+    assert len({r["genotype"] for r in after}) == len(after)  # nothing repeated

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -620,3 +621,56 @@ def test_cpu_allocator_failure_retries_one_by_one_then_is_one_clean_line(
     errors = _error_lines(result)
     assert len(errors) == 2 and all("out of memory" in e for e in errors)
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+# --- pipes and trees (issue 16) ------------------------------------------------------------
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "bench" / "stylenas" / "content"
+
+
+def test_a_photo_piped_through_stdin_and_stdout_equals_the_file_paths_result(
+    tmp_path, style, stylize, weights_file
+):
+    real = REAL / "00.jpg"
+    content = real if real.is_file() else write_photo(tmp_path / "c.jpg")
+    by_path = tmp_path / "by_path.jpg"
+    assert stylize(content, "--style", style, "-o", by_path).exit_code == 0
+    argv = ["stylize", "-", "--style", str(style), "-o", "-", "--weights", str(weights_file)]
+    piped = CliRunner().invoke(main, argv, input=content.read_bytes())
+    assert piped.exit_code == 0, piped.stderr
+    assert piped.stdout_bytes == by_path.read_bytes()  # byte for byte, nothing else on stdout
+    as_png = CliRunner().invoke(main, [*argv, "--format", "png"], input=content.read_bytes())
+    assert as_png.exit_code == 0 and as_png.stdout_bytes.startswith(b"\x89PNG")
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(as_png.stdout_bytes))).shape,
+                          np.asarray(Image.open(by_path)).shape)  # fmt: skip
+
+
+def test_pipe_misuse_is_a_usage_error(tmp_path, style, stylize):
+    a, b = write_photo(tmp_path / "a.jpg"), write_photo(tmp_path / "b.jpg")
+    assert stylize(a, b, "--style", style, "-o", "-").exit_code == 2
+    assert stylize(a, "--style", style, "-o", "-", "--json").exit_code == 2
+    garbage = CliRunner().invoke(main, ["stylize", "-", "--style", str(style), "-o", "-"],
+                                 input=b"not an image")  # fmt: skip
+    assert garbage.exit_code == 1 and garbage.stdout_bytes == b""
+    assert "not a readable image" in garbage.stderr
+
+
+def test_recursive_walks_sub_folders_and_mirrors_the_tree(tmp_path, style, stylize):
+    src = tmp_path / "library"
+    write_photo(src / "b.jpg")
+    write_photo(src / "trip" / "a.jpg", source="coffee")
+    write_photo(src / "trip" / "day2" / "c.png")
+    write_photo(src / ".thumbs" / "hidden.jpg")
+    out = tmp_path / "out"
+    flat = stylize(src, "--style", style, "-o", f"{out}/", "--json")
+    assert flat.exit_code == 0, flat.output
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.*")) == ["b_stylized.jpg"]
+    deep = stylize(src, "--style", style, "-o", f"{out}/", "-r", "--skip-existing", "--json")
+    assert deep.exit_code == 0, deep.output
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.*")) == [
+        "b_stylized.jpg",
+        "trip/a_stylized.jpg",
+        "trip/day2/c_stylized.png",
+    ]
+    summary = json.loads(deep.stdout.splitlines()[-1])["summary"]
+    assert summary == {"written": 2, "skipped": 1, "failed": 0}

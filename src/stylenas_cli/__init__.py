@@ -18,6 +18,7 @@ _LAZY = {
     "Stylizer": "model",
     "StylenasError": "errors",
     "LiftConfig": "config",
+    "stylize": "api",
 }
 __all__ = [*_LAZY, "__version__"]
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Image files the tool reads and writes, by suffix.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 # Long side (px) the network sees by default; its result is lifted to the photo's own size.
 # Chosen by `make sweep-lift` (README, "Any size"): with radius 1 and eps 1e-4 it beats the
 # network on every pixel on every EVAL.md metric (means) on the StyleNAS, DPST and hires pairs,

@@ -34,10 +34,12 @@ def plan_outputs(
     output: str | Path | None,
     suffixes: Iterable[str],
     kind: str = "an image",
+    subdirs: Sequence[Path] | None = None,
 ) -> list[Path]:
     """Output path for each source: ``<stem>_stylized.<ext>`` beside it, inside ``output``
     when that is a directory (or several sources are given, or it ends with a slash), else
-    ``output`` itself. ``suffixes``: the extensions allowed for ``kind`` of output.
+    ``output`` itself. ``suffixes``: the extensions allowed for ``kind`` of output;
+    ``subdirs``: each source's folder below the output directory (a mirrored tree).
 
     Raises :class:`OutputError` for a file name where a directory is needed, a wrong
     extension, two sources that would write one file, or an output that is a source."""
@@ -49,11 +51,11 @@ def plan_outputs(
     if as_dir and out.suffix.lower() in suffixes and not out.is_dir():
         raise OutputError(f"{out}: {len(sources)} inputs need an output directory, not a file name")
     plans = []
-    for src in sources:
+    for i, src in enumerate(sources):
         if out is None:
             dest = src.with_name(default_name(src))
         elif as_dir:
-            dest = out / default_name(src)
+            dest = out / (subdirs[i] if subdirs else Path(".")) / default_name(src)
         else:
             dest = out
         if dest.suffix.lower() not in suffixes:

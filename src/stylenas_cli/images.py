@@ -15,11 +15,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .config import DEFAULT_MAX_PIXELS
+from .config import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
 from .errors import StylenasError
 from .files import atomic_write
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 JPEG_QUALITY = 95
 
 

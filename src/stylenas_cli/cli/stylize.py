@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import io
 import json
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import click
 
+from ..config import IMAGE_SUFFIXES
 from ._common import (
     alpha_option,
     arch_option,
@@ -21,6 +27,7 @@ from ._common import (
     note_precision,
     overwrite_option,
     precision_option,
+    progress,
     quiet_option,
     style_size_option,
     weights_option,
@@ -76,6 +83,19 @@ from ._common import (
     type=click.Path(path_type=Path),
     help="Colour-coded label map of the style; same colours = same regions.",
 )
+@click.option(
+    "-r",
+    "--recursive",
+    is_flag=True,
+    help="Walk sub-folders of folder arguments; an output folder mirrors the tree.",
+)
+@click.option(
+    "--format",
+    "out_format",
+    type=click.Choice(["jpg", "png", "webp", "tiff"]),
+    default=None,
+    help="Format of the result written to stdout (-o -). Default: the input's.",
+)
 @cache_option
 @overwrite_option
 @click.option(
@@ -106,6 +126,8 @@ def stylize_command(
     precision,
     content_mask,
     style_mask,
+    recursive,
+    out_format,
     no_cache,
     overwrite,
     skip_existing,
@@ -114,21 +136,24 @@ def stylize_command(
 ) -> None:
     """Give each CONTENT photo the colour and tone of a STYLE photo.
 
+    A CONTENT of '-' is read from stdin; '-o -' writes the result to stdout (one content).
+
     \b
     stylenas stylize content.jpg style.jpg
-    stylenas stylize photos/ --style ref.jpg -o out/
+    stylenas stylize photos/ --style ref.jpg -o out/ --recursive --skip-existing
+    cat a.jpg | stylenas stylize - --style ref.jpg -o - > a_styled.jpg
     """
     from rich.markup import escape
 
-    from ..device import use_all_cores
-    from ..model import Stylizer
-    from ..stylize import (
+    from ..batch import (
         StylizeConfig,
         expand_contents,
         plan_image_outputs,
         precheck,
         stylize_files,
     )
+    from ..device import use_all_cores
+    from ..model import Stylizer
 
     paths = list(paths)
     if style is None:
@@ -149,8 +174,11 @@ def stylize_command(
         max_pixels=max_pixels,
         skip_existing=skip_existing,
     )
-    contents = expand_contents(paths)
-    outputs = plan_image_outputs(contents, output)
+    pipe = Pipe(paths, output, out_format, as_json)
+    paths, output = pipe.paths, pipe.output
+    out_dir = Path(output) if output and (Path(output).is_dir() or output.endswith("/")) else None
+    contents, subdirs = expand_contents(paths, recursive, exclude=out_dir)
+    outputs = plan_image_outputs(contents, output, subdirs)
     err_console = console()
 
     def report(r) -> None:
@@ -176,12 +204,94 @@ def stylize_command(
     use_all_cores()
     model = Stylizer.from_pretrained(arch, weights, device, precision)
     note_precision(precision, model.device, quiet)
-    if quiet:
+    bar = len(contents) > 1 and not (quiet or as_json) and err_console.is_terminal
+    if bar:  # count, images/s, time left
+        with _progress_bar(err_console, len(contents)) as (progress, task):
+
+            def advance(r) -> None:
+                report(r)
+                progress.advance(task)
+
+            results = stylize_files(model, contents, style, outputs, cfg, advance)
+    elif quiet or as_json:
         results = stylize_files(model, contents, style, outputs, cfg, report)
     else:
         with err_console.status("stylising...", spinner="dots"):
             results = stylize_files(model, contents, style, outputs, cfg, report)
+    pipe.deliver(results)
     _finish(results, quiet, as_json)
+
+
+class Pipe:
+    """'-' as a content (read from stdin into a temp file) and '-o -' (the result written to
+    a temp file, then to stdout); nothing else is ever written to stdout then."""
+
+    def __init__(self, paths: list[Path], output: str | None, fmt: str | None, as_json: bool):
+        self.tmp: Path | None = None
+        self.to_stdout = output == "-"
+        stdin = [i for i, p in enumerate(paths) if str(p) == "-"]
+        if len(stdin) > 1:
+            raise click.UsageError("'-' (stdin) can be given once")
+        if self.to_stdout and as_json:
+            raise click.UsageError("-o - writes the image to stdout: --json cannot share it")
+        if self.to_stdout and (len(paths) != 1 or Path(paths[0]).is_dir()):
+            raise click.UsageError("-o - writes one image: give exactly one content")
+        self.paths, self.output = list(paths), output
+        if not (stdin or self.to_stdout):
+            return
+        self.tmp = Path(tempfile.mkdtemp(prefix="stylenas-pipe-"))
+        atexit.register(shutil.rmtree, self.tmp, True)
+        suffix = None
+        if stdin:
+            data = sys.stdin.buffer.read()
+            suffix = _sniff_suffix(data)
+            self.paths[stdin[0]] = self.tmp / f"stdin{suffix}"
+            self.paths[stdin[0]].write_bytes(data)
+        if self.to_stdout:
+            suffix = f".{fmt}" if fmt else suffix or Path(self.paths[0]).suffix
+            suffix = suffix if suffix in IMAGE_SUFFIXES else ".png"  # unknown input: PNG
+            self.output = str(self.tmp / f"result{suffix}")
+
+    def deliver(self, results) -> None:
+        """With '-o -': the finished result's bytes to stdout."""
+        if self.to_stdout and results and results[0].ok and not results[0].skipped:
+            sys.stdout.buffer.write(Path(self.output).read_bytes())
+            sys.stdout.buffer.flush()
+
+
+def _sniff_suffix(data: bytes) -> str:
+    """The file suffix of image bytes by their content ('.img' when unknown: refused later
+    as not a readable image)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            fmt = img.format or ""
+    except (UnidentifiedImageError, OSError, ValueError):
+        return ".img"
+    return {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tiff", "BMP": ".bmp"}.get(
+        fmt, ".img"
+    )
+
+
+@contextlib.contextmanager
+def _progress_bar(err_console, total: int):
+    """A bar with the count, images per second and the time left, on stderr."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        ProgressColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task) -> Text:
+            return Text(f"{task.speed or 0:.2f} images/s")
+
+    columns = (BarColumn(), MofNCompleteColumn(), Rate(), TimeRemainingColumn())
+    with progress(err_console, *columns) as bar:
+        yield bar, bar.add_task("stylise", total=total)
 
 
 def _finish(results, quiet: bool, as_json: bool) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..batch import stylize_images
 from ..config import DEFAULT_STYLE_SIZE, DEFAULT_WORK_SIZE, LiftConfig
 from ..device import resolve_device, resolve_precision, synchronize
 from ..errors import OutOfMemory, is_oom
@@ -26,7 +27,6 @@ from ..files import atomic_write
 from ..images import LoadedImage, load_image
 from ..lift import work_shape
 from ..model import Stylizer, check_side
-from ..stylize import stylize_images
 from .baselines import BASELINES
 from .baselines import get as get_baseline
 from .metrics import GRAM_LONG_SIDE, Scorer, as_rgb, gram_encoder, resize

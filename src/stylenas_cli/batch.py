@@ -85,28 +85,46 @@ class Result:
         return d | self.extra
 
 
-def expand_contents(paths: list[Path]) -> list[Path]:
-    """Files as given; directories expand to their images (sorted, not recursive), leaving
-    out earlier results (``*_stylized.*``) so a second run does not stylise its own output."""
+def expand_contents(
+    paths: list[Path], recursive: bool = False, exclude: Path | None = None
+) -> tuple[list[Path], list[Path]]:
+    """Files as given; directories expand to their images, sorted (with ``recursive``, their
+    sub-folders too), leaving out earlier results (``*_stylized.*``), hidden files and
+    anything under ``exclude`` (the output folder), so a second run does not stylise its own
+    output. Returns the contents and, for each, its folder relative to the directory it
+    was found in (``.`` for files given directly), which an output folder mirrors."""
     out: list[Path] = []
+    subdirs: list[Path] = []
+    skip = exclude.resolve() if exclude is not None else None
     for p in paths:
-        if p.is_dir():
-            found = sorted(
-                f
-                for f in p.iterdir()
-                if f.suffix.lower() in IMAGE_SUFFIXES and not f.stem.endswith(STYLIZED_SUFFIX)
-            )
-            if not found:
-                raise ImageError(f"{p}: directory holds no images")
-            out += found
-        else:
+        if not p.is_dir():
             out.append(p)
-    return out
+            subdirs.append(Path("."))
+            continue
+        walk = p.rglob("*") if recursive else p.iterdir()
+        found = sorted(
+            f
+            for f in walk
+            if f.suffix.lower() in IMAGE_SUFFIXES
+            and not f.stem.endswith(STYLIZED_SUFFIX)
+            and not any(part.startswith(".") for part in f.relative_to(p).parts)
+            and not (skip is not None and f.resolve().is_relative_to(skip))
+            and f.is_file()
+        )
+        if not found:
+            where = "or its sub-folders " if recursive else ""
+            raise ImageError(f"{p}: directory {where}holds no images")
+        out += found
+        subdirs += [f.parent.relative_to(p) for f in found]
+    return out, subdirs
 
 
-def plan_image_outputs(contents: list[Path], output: str | Path | None) -> list[Path]:
-    """Output path of each content (see :func:`~stylenas_cli.files.plan_outputs`)."""
-    return plan_outputs(contents, output, IMAGE_SUFFIXES, "an image")
+def plan_image_outputs(
+    contents: list[Path], output: str | Path | None, subdirs: list[Path] | None = None
+) -> list[Path]:
+    """Output path of each content (see :func:`~stylenas_cli.files.plan_outputs`); in an
+    output folder each content goes to its ``subdirs`` entry (the input tree mirrored)."""
+    return plan_outputs(contents, output, IMAGE_SUFFIXES, "an image", subdirs)
 
 
 def same_file(a: Path, b: Path) -> bool:
