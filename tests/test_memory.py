@@ -29,3 +29,20 @@ def test_an_absurd_size_is_refused_with_what_to_change(monkeypatch):
 def test_available_memory_is_read_on_linux():
     have = memory.available_bytes("cpu")
     assert have is None or have > 0
+
+
+def test_a_batch_gives_freed_memory_back_after_each_group(tmp_path, monkeypatch, weights_file):
+    import stylenas_cli.batch as batch
+    from conftest import write_photo
+    from stylenas_cli.memory import release_freed_memory
+    from stylenas_cli.model import Stylizer
+
+    release_freed_memory()  # callable here (glibc) and a no-op elsewhere
+    calls = []
+    monkeypatch.setattr(batch, "release_freed_memory", lambda: calls.append(1))
+    photos = [write_photo(tmp_path / f"{i}.jpg", size=(64 + 8 * i, 48)) for i in range(3)]
+    style = write_photo(tmp_path / "s.jpg", source="coffee")
+    outputs = batch.plan_image_outputs(photos, f"{tmp_path / 'out'}/")
+    model = Stylizer.from_pretrained("photonas", weights_file, "cpu", "fp32")
+    results = batch.stylize_files(model, photos, style, outputs, batch.StylizeConfig())
+    assert all(r.ok for r in results) and len(calls) == 3  # three sizes, three groups

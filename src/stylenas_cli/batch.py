@@ -31,7 +31,7 @@ from .images import (
     save_image,
 )
 from .lift import DEFAULT_WORK_SIZE, LiftConfig, work_shape
-from .memory import check_fits
+from .memory import check_fits, release_freed_memory
 from .model import StyleCache, Stylizer, check_side
 
 
@@ -222,6 +222,8 @@ def stylize_files(
             for r in _run_batch(model, sub, cache, cfg, content_labels):
                 results.append(r)
                 on_result(r)
+        del loaded
+        release_freed_memory()  # a long folder of mixed sizes must not grow the process
     return results
 
 

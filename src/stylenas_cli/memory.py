@@ -10,6 +10,9 @@ as float) plus the decoder's copy while a file is read or written.
 
 from __future__ import annotations
 
+import ctypes
+import sys
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -82,3 +85,23 @@ def check_fits(
         f"{what}: {width}x{height} needs about {need / 2**30:.1f} GiB but {have / 2**30:.1f} GiB "
         f"is available on {torch.device(device).type}; {hint}, or a smaller --max-size"
     )
+
+
+@lru_cache(maxsize=1)
+def _libc():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (musl, ...)
+        return None
+
+
+def release_freed_memory() -> None:
+    """Give freed heap memory back to the system. glibc keeps what tensors of a finished
+    photo used in its arenas; over a folder of mixed sizes the process would grow by
+    hundreds of MB it no longer uses (`make soak`: 735 vs 1254 MiB after 100 photos).
+    A no-op where there is no glibc ``malloc_trim``."""
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
