@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 SHARED ?= ../shared
 SKIMAGE_DATA = $$($(PY) -c 'import skimage.data, os; print(os.path.dirname(skimage.data.__file__))')
 
-.PHONY: install demo test lint contact-sheet train-photonas train-photonet train-wct5 bench bench-speed bench-video bench-hires sweep-lift soak search-demo search-demo-random prune-demo clean
+.PHONY: install demo test lint contact-sheet train-photonas train-photonet train-wct5 bench bench-speed bench-video bench-hires bench-batch sweep-lift soak search-demo search-demo-random prune-demo clean
 
 install: $(STAMP)
 
@@ -85,6 +85,11 @@ bench-video: install
 ## pairs, then a 12 MP and an 8K photo beside the same photos downscaled to the work size.
 bench-hires: install
 	$(PY) scripts/bench_hires.py --pairs $(BENCH)/hires $(BENCH_HIRES_ARGS)
+
+## Many photos, one style: a shell loop of calls vs one call on the folder vs --backend ray with
+## 2 local workers (images/s and ratios; outputs compared pixel for pixel).
+bench-batch: install
+	$(PY) scripts/bench_batch.py $(BENCH_BATCH_ARGS)
 
 ## 500 generated photos and a 2-minute generated video with audio, one process each: resident
 ## memory and open file descriptors must stay flat (prints first/last/max). Not in `make test`.

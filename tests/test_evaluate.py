@@ -145,10 +145,24 @@ def test_evaluate_writes_csv_markdown_and_contact_sheet(pairs, tmp_path, weights
     assert "± " in md and "wins" in md.lower()
     assert md == report.markdown
 
+    # Failures first: our worst pairs by gram, then by ssim, then every pair in order.
+    ours = {r["pair"]: r for r in rows if r["method"] == OURS}
+    by_gram = sorted(ours, key=lambda p: -float(ours[p]["gram"]))
+    by_ssim = sorted(ours, key=lambda p: float(ours[p]["ssim"]))
+    assert f"Worst pairs of {OURS}" in md
+    assert f"| 1 | {by_gram[0]} | {float(ours[by_gram[0]]['gram']):.3f} | {by_ssim[0]} |" in md
     with Image.open(out / "contact_sheet.png") as sheet:
         assert sheet.format == "PNG"
         assert sheet.width == cfg.cell * (2 + len(methods))
-        assert sheet.height == 20 + 2 * cfg.cell
+        assert sheet.height == 20 + (2 + 2 + 2) * cfg.cell
+        sheet = np.asarray(sheet.convert("RGB"))
+    c = cfg.cell
+
+    def row(i: int) -> np.ndarray:  # a row's images, below its label
+        return sheet[20 + i * c + 24 : 20 + (i + 1) * c, c:]
+
+    assert np.array_equal(row(0), row(4 + ["a", "b"].index(by_gram[0])))
+    assert np.array_equal(row(2), row(4 + ["a", "b"].index(by_ssim[0])))
     assert sorted(out.rglob(".*.tmp")) == []
 
 

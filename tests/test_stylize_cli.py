@@ -133,7 +133,9 @@ def test_several_contents_to_output_directory_json(tmp_path, style, stylize):
     records = _json_lines(result)
     assert len(records) == 3
     for rec in records:
-        assert set(rec) == {"content", "output", "ok", "width", "height", "seconds", "device"}
+        keys = {"content", "output", "ok", "width", "height", "seconds", "device", "style"}
+        assert set(rec) == keys
+        assert rec["style"] == str(style)
         name, size = expected[Path(rec["content"]).name]
         assert rec["ok"] is True
         assert rec["output"] == str(out / name)

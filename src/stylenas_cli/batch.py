@@ -65,6 +65,7 @@ class Result:
     extra: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # e.g. "animated: first frame used"
     skipped: bool = False  # the output existed and skip_existing was asked: nothing done
+    style: Path | None = None  # set for runs over many styles (jobs)
 
     def as_dict(self) -> dict:
         d = {
@@ -82,7 +83,34 @@ class Result:
             d["notes"] = self.notes
         if self.skipped:
             d["skipped"] = True
+        if self.style is not None:
+            d["style"] = str(self.style)
         return d | self.extra
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Result:
+        """The inverse of :meth:`as_dict` (results sent back from other processes)."""
+        known = {"content", "output", "ok", "error", "width", "height", "seconds", "device",
+                 "notes", "skipped", "style"}  # fmt: skip
+        paths = {k: Path(d[k]) if d.get(k) else None for k in ("content", "output", "style")}
+        return cls(
+            ok=d["ok"], error=d.get("error"), width=d.get("width", 0),
+            height=d.get("height", 0), seconds=d.get("seconds", 0.0),
+            device=d.get("device", ""), notes=d.get("notes", []),
+            skipped=d.get("skipped", False),
+            extra={k: v for k, v in d.items() if k not in known}, **paths,
+        )  # fmt: skip
+
+
+def existing_output(content: Path, output: Path, cfg: StylizeConfig) -> Result | None:
+    """The result of a content whose output already exists (skipped with ``skip_existing``,
+    else an error), or None when it is to be written."""
+    if cfg.overwrite or not output.exists():
+        return None
+    if cfg.skip_existing:
+        return Result(content, output, True, skipped=True)
+    msg = f"{output}: output exists; pass --overwrite to replace it or --skip-existing"
+    return Result(content, output, False, msg)
 
 
 def expand_contents(
@@ -175,9 +203,11 @@ def stylize_files(
     outputs: list[Path],
     cfg: StylizeConfig,
     on_result: Callable[[Result], None] = lambda r: None,
+    styles: dict | None = None,
 ) -> list[Result]:
     """Stylise every content with one style; returns one :class:`Result` per content
-    (inputs checked first: :func:`precheck`)."""
+    (inputs checked first: :func:`precheck`). ``styles``: summaries of styles already read,
+    kept across calls (a run over many styles reads each once)."""
     if cfg.content_mask and len(contents) != 1:
         raise ImageError("--content-mask works with exactly one content image")
     checked, results = precheck(contents, outputs, style, cfg)
@@ -185,23 +215,16 @@ def stylize_files(
         on_result(r)
     if not checked:
         return results
-    max_side = min(cfg.max_size or cfg.style_size, cfg.style_size)
-    store = stylestore.cache_dir() if cfg.cache else None
-    cache = model.load_style(style, max_side, cfg.style_mask, store, cfg.max_pixels)
+    cache = _style(model, style, cfg, {} if styles is None else styles)
     content_labels = None
     todo: list[tuple[Path, Path]] = []
     for c, o in checked:
-        if o.exists() and cfg.skip_existing and not cfg.overwrite:
-            r = Result(c, o, True, skipped=True)
-            results.append(r)
-            on_result(r)
-        elif o.exists() and not cfg.overwrite:
-            msg = f"{o}: output exists; pass --overwrite to replace it or --skip-existing"
-            r = Result(c, o, False, msg)
-            results.append(r)
-            on_result(r)
-        else:
+        done = existing_output(c, o, cfg)
+        if done is None:
             todo.append((c, o))
+        else:
+            results.append(done)
+            on_result(done)
     # Same-size contents next to each other so they share a batch.
     todo.sort(key=lambda co: oriented_size(co[0]) or (0, 0))
     for group in _same_size_groups(todo, cfg.batch_size):
@@ -225,6 +248,15 @@ def stylize_files(
         del loaded
         release_freed_memory()  # a long folder of mixed sizes must not grow the process
     return results
+
+
+def _style(model: Stylizer, style: Path, cfg: StylizeConfig, styles: dict) -> StyleCache:
+    max_side = min(cfg.max_size or cfg.style_size, cfg.style_size)
+    key = (style.resolve(), cfg.style_mask and cfg.style_mask.resolve(), max_side)
+    if key not in styles:
+        store = stylestore.cache_dir() if cfg.cache else None
+        styles[key] = model.load_style(style, max_side, cfg.style_mask, store, cfg.max_pixels)
+    return styles[key]
 
 
 def _same_size_groups(todo: list, batch_size: int) -> Iterator[list]:

@@ -62,6 +62,7 @@ class Stylizer(nn.Module):
     ) -> None:
         super().__init__()
         self.shrink = shrink
+        self.eig_floor = 0.0  # relative eigenvalue floor of the whitening (wct.matrix_power)
         self.genotype = resolve(genotype)
         self.encoder = VGGEncoder()
         self.decoder = Decoder(self.genotype)
@@ -212,7 +213,8 @@ class Stylizer(nn.Module):
             hook = partial(smooth, point) if smooth is not None else None
             # In the compute dtype (the statistics and the C×C maths are float64 inside wct)
             # and in place: the decoder consumes its features, nothing else holds this one.
-            return wct(x, cache.stats[point], alpha, content_labels, self.shrink, hook, True)
+            return wct(x, cache.stats[point], alpha, content_labels, self.shrink, hook, True,
+                       floor=self.eig_floor)  # fmt: skip
 
         with self.autocast():
             # consume: each encoder feature is freed once the decoder has used it

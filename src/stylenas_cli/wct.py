@@ -62,13 +62,21 @@ def moments(flat: torch.Tensor, chunk: int = CHUNK) -> tuple[torch.Tensor, torch
 
 
 def matrix_power(
-    cov: torch.Tensor, power: float, ridge: float = RIDGE, eig_threshold: float = EIG_THRESHOLD
+    cov: torch.Tensor,
+    power: float,
+    ridge: float = RIDGE,
+    eig_threshold: float = EIG_THRESHOLD,
+    floor: float = 0.0,
 ) -> torch.Tensor:
     """Symmetric ``(..., C, C)`` -> ``(cov + ridge·I)^power`` (float64); eigen-directions with
-    eigenvalues at or below ``eig_threshold`` are dropped (0 in the result)."""
+    eigenvalues at or below ``eig_threshold`` are dropped (0 in the result), and ``floor`` > 0
+    raises the others to at least ``floor`` × the largest eigenvalue (relative to the
+    spectrum: weak directions are not amplified beyond ``floor^-1/2`` of the strongest)."""
     eye = torch.eye(cov.shape[-1], dtype=torch.float64, device=cov.device)
     evals, evecs = torch.linalg.eigh(cov.double() + ridge * eye)
     keep = evals > eig_threshold
+    if floor:
+        evals = torch.maximum(evals, floor * evals[..., -1:])  # eigh: ascending
     scaled = torch.where(keep, evals.clamp_min(eig_threshold).pow(power), torch.zeros_like(evals))
     return (evecs * scaled.unsqueeze(-2)) @ evecs.transpose(-1, -2)
 
@@ -78,15 +86,17 @@ def whitening_matrix(
     shrink: float = 0.0,
     ridge: float = RIDGE,
     eig_threshold: float = EIG_THRESHOLD,
+    floor: float = 0.0,
 ) -> torch.Tensor:
     """Content covariance ``(..., C, C)`` -> its inverse square root.
 
     ``shrink`` > 0 whitens with ``(cov + shrink·diag(cov)) / (1 + shrink)`` instead: the
     channel variances are still normalised but weak correlated directions are amplified
-    less (the reference code's regularisation), which avoids blotches."""
+    less (the reference code's regularisation), which avoids blotches. ``floor``: a relative
+    eigenvalue floor (:func:`matrix_power`), the other way to tame weak directions."""
     if shrink:
         cov = (cov + shrink * torch.diag_embed(cov.diagonal(dim1=-2, dim2=-1))) / (1 + shrink)
-    return matrix_power(cov, -0.5, ridge, eig_threshold)
+    return matrix_power(cov, -0.5, ridge, eig_threshold, floor)
 
 
 def transfer_matrix(
@@ -95,12 +105,13 @@ def transfer_matrix(
     stats: ColourStats,
     alpha: float = 1.0,
     shrink: float = 0.0,
+    floor: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Content moments (mean ``(B, C, 1)``, cov ``(B, C, C)``) and a style's statistics ->
     the fused transform ``M (B, C, C)``, ``b (B, C, 1)`` (float64) with
     ``M·x + b = alpha·(colour · whiten(x − mean) + style_mean) + (1 − alpha)·x``."""
     colour_m = stats.colour.to(cov.device, torch.float64)
-    t = colour_m @ whitening_matrix(cov, shrink)
+    t = colour_m @ whitening_matrix(cov, shrink, floor=floor)
     eye = torch.eye(cov.shape[-1], dtype=torch.float64, device=cov.device)
     m = alpha * t + (1.0 - alpha) * eye
     b = alpha * (stats.mean.to(cov.device, torch.float64) - t @ mean.double())
@@ -189,6 +200,7 @@ def wct(
     shrink: float = 0.0,
     smooth: Smooth | None = None,
     inplace: bool = False,
+    floor: float = 0.0,
 ) -> torch.Tensor:
     """Whiten each content feature and colour it with the style's statistics.
 
@@ -203,6 +215,7 @@ def wct(
         smooth: optional hook on the content moments before whitening (unmasked only), e.g.
             the video stabiliser's average over a shot.
         inplace: overwrite ``content`` with the result (saves a full-size copy).
+        floor: relative eigenvalue floor of the whitening, see :func:`matrix_power`.
 
     Returns:
         ``(B, C, H, W)`` in the dtype of ``content``.
@@ -218,7 +231,7 @@ def wct(
         mean, cov = moments(flat)
         if smooth is not None:
             mean, cov = smooth(mean, cov)
-        m, bias = transfer_matrix(mean, cov, stats[-1], alpha, shrink)
+        m, bias = transfer_matrix(mean, cov, stats[-1], alpha, shrink, floor)
         return apply_transform(flat, m, bias, inplace).reshape(b, c, h, w)
     lab = resize_labels(labels, (h, w)).flatten().to(content.device)
     out = flat if inplace else flat.clone()
@@ -228,6 +241,6 @@ def wct(
             continue  # too few pixels to whiten: left as they are
         part = flat[:, :, sel]  # (B, C, n)
         mean, cov = moments(part)
-        m, bias = transfer_matrix(mean, cov, stats.get(label, stats[-1]), alpha, shrink)
+        m, bias = transfer_matrix(mean, cov, stats.get(label, stats[-1]), alpha, shrink, floor)
         out[:, :, sel] = apply_transform(part, m, bias)
     return out.reshape(b, c, h, w)

@@ -39,7 +39,7 @@ from ._common import (
     interrupted="interrupted: finished outputs are complete; re-run with --skip-existing "
     "to do the rest",
 )
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option(
     "-s",
     "--style",
@@ -96,6 +96,40 @@ from ._common import (
     default=None,
     help="Format of the result written to stdout (-o -). Default: the input's.",
 )
+@click.option(
+    "--pairs",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A manifest (CSV with a header row, or JSONL) of jobs: columns content, style "
+    "(required), output, alpha, content_mask, style_mask; relative paths are relative to "
+    "the manifest. Replaces PATHS and --style.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: this process; ray: a pool of Ray actors, one model each "
+    "(pip install 'stylenas-cli[ray]'), writing the same files.",
+)
+@click.option(
+    "--address",
+    default=None,
+    help="Ray cluster to join (ray://host:10001 or auto). Default: start a local Ray.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Ray actors. Default: the cluster's GPUs, else its CPUs.",
+)
+@click.option(
+    "--failures",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write each failed job as a JSON line to this file (replaced each run; itself a "
+    "--pairs manifest that retries them). Default with --backend ray: "
+    "stylenas-failures.jsonl in the output folder (or here) when a job failed.",
+)
 @cache_option
 @overwrite_option
 @click.option(
@@ -128,6 +162,11 @@ def stylize_command(
     style_mask,
     recursive,
     out_format,
+    pairs,
+    backend,
+    address,
+    workers,
+    failures,
     no_cache,
     overwrite,
     skip_existing,
@@ -142,24 +181,13 @@ def stylize_command(
     stylenas stylize content.jpg style.jpg
     stylenas stylize photos/ --style ref.jpg -o out/ --recursive --skip-existing
     cat a.jpg | stylenas stylize - --style ref.jpg -o - > a_styled.jpg
+    stylenas stylize --pairs pairs.csv -o out/ --backend ray
     """
     from rich.markup import escape
 
-    from ..batch import (
-        StylizeConfig,
-        expand_contents,
-        plan_image_outputs,
-        precheck,
-        stylize_files,
-    )
+    from ..batch import StylizeConfig
     from ..device import use_all_cores
-    from ..model import Stylizer
 
-    paths = list(paths)
-    if style is None:
-        if len(paths) < 2:
-            raise click.UsageError("give a content and a style: CONTENT... STYLE or --style")
-        style = paths.pop()
     cfg = StylizeConfig(
         alpha,
         max_size,
@@ -174,11 +202,21 @@ def stylize_command(
         max_pixels=max_pixels,
         skip_existing=skip_existing,
     )
-    pipe = Pipe(paths, output, out_format, as_json)
-    paths, output = pipe.paths, pipe.output
-    out_dir = Path(output) if output and (Path(output).is_dir() or output.endswith("/")) else None
-    contents, subdirs = expand_contents(paths, recursive, exclude=out_dir)
-    outputs = plan_image_outputs(contents, output, subdirs)
+    if backend == "local" and (address or workers):
+        raise click.UsageError("--address and --workers go with --backend ray")
+    if pairs is not None:
+        jobs, refused = _manifest_jobs(pairs, paths, style, output, content_mask, style_mask, cfg)
+        pipe = None
+    else:
+        paths = list(paths)
+        if not paths:
+            raise click.UsageError("give a content and a style: CONTENT... STYLE, or --pairs FILE")
+        if style is None:
+            if len(paths) < 2:
+                raise click.UsageError("give a content and a style: CONTENT... STYLE or --style")
+            style = paths.pop()
+        pipe = Pipe(paths, output, out_format, as_json)
+        jobs, refused = _path_jobs(pipe, style, recursive, cfg)
     err_console = console()
 
     def report(r) -> None:
@@ -194,32 +232,94 @@ def stylize_command(
             name = escape(str(r.output))  # a file name may hold [brackets]
             err_console.print(f"{name}  [dim]{r.width}x{r.height} {r.seconds:.2f}s {r.device}[/]")
 
-    # Inputs first: a bad style or a folder of unreadable files is refused before the model
-    # takes seconds to load.
-    todo, refused = precheck(contents, outputs, style, cfg)
-    if not todo:
+    if refused is not None:  # nothing can run: every input was refused before loading a model
         for r in refused:
             report(r)
         _finish(refused, quiet, as_json)
-    use_all_cores()
-    model = Stylizer.from_pretrained(arch, weights, device, precision)
-    note_precision(precision, model.device, quiet)
-    bar = len(contents) > 1 and not (quiet or as_json) and err_console.is_terminal
+    if backend == "ray":
+        from ..ray_jobs import ModelSpec, stylize_jobs_on_ray
+
+        spec = ModelSpec(arch, weights, device, precision)
+
+        def run(on_result):
+            return stylize_jobs_on_ray(jobs, cfg, spec, workers, address, on_result)
+    else:
+        from ..jobs import stylize_jobs
+        from ..model import Stylizer
+
+        use_all_cores()
+        model = Stylizer.from_pretrained(arch, weights, device, precision)
+        note_precision(precision, model.device, quiet)
+
+        def run(on_result):
+            return stylize_jobs(model, jobs, cfg, on_result)
+
+    bar = len(jobs) > 1 and not (quiet or as_json) and err_console.is_terminal
     if bar:  # count, images/s, time left
-        with _progress_bar(err_console, len(contents)) as (progress, task):
+        with _progress_bar(err_console, len(jobs)) as (progress, task):
 
             def advance(r) -> None:
                 report(r)
                 progress.advance(task)
 
-            results = stylize_files(model, contents, style, outputs, cfg, advance)
+            results = run(advance)
     elif quiet or as_json:
-        results = stylize_files(model, contents, style, outputs, cfg, report)
+        results = run(report)
     else:
         with err_console.status("stylising...", spinner="dots"):
-            results = stylize_files(model, contents, style, outputs, cfg, report)
-    pipe.deliver(results)
+            results = run(report)
+    if pipe is not None:
+        pipe.deliver(results)
+    _write_failures(failures, backend, output, jobs, results, quiet)
     _finish(results, quiet, as_json)
+
+
+def _path_jobs(pipe: Pipe, style: Path, recursive: bool, cfg):
+    """Jobs of the contents (files, folders, stdin) with one style. Returns the jobs and,
+    when no content can run (all refused before any model is loaded), their failed results
+    (else None). A bad style is one error for the run."""
+    from ..batch import expand_contents, plan_image_outputs, precheck
+    from ..images import ImageError
+    from ..jobs import jobs_for
+
+    paths, output = pipe.paths, pipe.output
+    out_dir = Path(output) if output and (Path(output).is_dir() or output.endswith("/")) else None
+    contents, subdirs = expand_contents(paths, recursive, exclude=out_dir)
+    outputs = plan_image_outputs(contents, output, subdirs)
+    if cfg.content_mask and len(contents) != 1:
+        raise ImageError("--content-mask works with exactly one content image")
+    # Inputs first: a bad style or a folder of unreadable files is refused before the model
+    # takes seconds to load.
+    todo, refused = precheck(contents, outputs, style, cfg)
+    return jobs_for(contents, style, outputs), None if todo else refused
+
+
+def _manifest_jobs(pairs, paths, style, output, content_mask, style_mask, cfg):
+    """Jobs of a ``--pairs`` manifest (see :func:`_path_jobs` for what is returned)."""
+    from ..jobs import plan_jobs, precheck_jobs, read_manifest
+
+    if paths or style or content_mask or style_mask:
+        raise click.UsageError(
+            "--pairs names the contents, styles and masks: no PATHS, --style or --*-mask with it"
+        )
+    if output is not None and Path(output).suffix.lower() in IMAGE_SUFFIXES:
+        raise click.UsageError("with --pairs, -o is a folder (each row may name its output)")
+    jobs = plan_jobs(read_manifest(pairs), output)
+    todo, refused = precheck_jobs(jobs, cfg)
+    return jobs, None if todo else refused
+
+
+def _write_failures(path, backend, output, jobs, results, quiet) -> None:
+    from ..jobs import write_failures
+
+    if path is None and backend == "ray" and any(not r.ok for r in results):
+        folder = Path(output) if output and not Path(output).suffix else Path(".")
+        path = folder / "stylenas-failures.jsonl"
+    if path is None:
+        return
+    n = write_failures(path, jobs, results)
+    if n and not quiet:
+        click.echo(f"note: {n} failed jobs listed in {path} (retry: --pairs {path})", err=True)
 
 
 class Pipe:

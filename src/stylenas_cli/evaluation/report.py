@@ -106,6 +106,35 @@ def wins_losses(rows: list[dict], methods: list[str]) -> dict[str, dict[str, dic
     return out
 
 
+WORST = 5  # pairs shown first on the contact sheet, per metric
+
+
+def worst_pairs(rows: list[dict], method: str, metric: str, n: int = WORST) -> list[tuple]:
+    """The ``n`` pairs where ``method`` scores worst on ``metric`` (highest gram or lab_w1,
+    lowest ssim, edge_ssim or gain), worst first, as ``(pair, value)``."""
+    scored = [(r["pair"], float(r[metric])) for r in rows if r["method"] == method]
+    scored = [(p, v) for p, v in scored if np.isfinite(v)]
+    higher_is_worse = metric in ("gram", "lab_w1")
+    return sorted(scored, key=lambda pv: pv[1], reverse=higher_is_worse)[:n]
+
+
+def worst_markdown(rows: list[dict], methods: list[str]) -> str:
+    """A Markdown table per method of its worst pairs by gram and by ssim."""
+    lines = []
+    for m in methods:
+        by_gram, by_ssim = worst_pairs(rows, m, "gram"), worst_pairs(rows, m, "ssim")
+        lines += [
+            "",
+            f"Worst pairs of {m} (first on the contact sheet):",
+            "",
+            "| rank | by gram | gram | by ssim | ssim |",
+            "|---|---|---|---|---|",
+        ]
+        for i, ((pg, g), (ps, v)) in enumerate(zip(by_gram, by_ssim), 1):
+            lines.append(f"| {i} | {pg} | {g:.3f} | {ps} | {v:.3f} |")
+    return "\n".join(lines) + "\n" if lines else ""
+
+
 def _cell(s: dict[str, float], digits: int) -> str:
     if s["n"] == 0:
         return "—"

@@ -39,6 +39,8 @@ from .report import (
     summary_markdown,
     thumb,
     wins_losses,
+    worst_markdown,
+    worst_pairs,
     write_csv,
 )
 
@@ -173,6 +175,19 @@ def _stylize_timed(
     return out[0].astype(np.float64) / 255.0, seconds
 
 
+def _worst_first(sheet_rows: list, rows: list[dict], ours: list[str]) -> list:
+    """The contact sheet's rows: the first method of ours' worst pairs by gram, then by
+    ssim (labelled with rank and score), then every pair in order."""
+    if not ours:
+        return sheet_rows
+    by_name = dict(sheet_rows)
+    first = []
+    for metric in ("gram", "ssim"):
+        for rank, (pair, value) in enumerate(worst_pairs(rows, ours[0], metric), 1):
+            first.append((f"worst {metric} #{rank}: {pair} ({value:.2f})", by_name[pair]))
+    return first + sheet_rows
+
+
 def evaluate(
     pairs_dir: str | Path,
     out_dir: str | Path,
@@ -282,9 +297,11 @@ def evaluate(
         "style_size": cfg.style_size,
         "lift": f"radius {cfg.lift.radius}, eps {cfg.lift.eps:g}",
     }
-    markdown = summary_markdown(summary, wins, names, meta)
+    our_names = [m.name for m in methods if m.kind == "ours"]
+    markdown = summary_markdown(summary, wins, names, meta) + worst_markdown(rows, our_names)
     write_csv(rows, files["csv"])
     atomic_write(files["markdown"], lambda tmp: tmp.write_text(markdown, encoding="utf-8"))
-    sheet = contact_sheet(sheet_rows, [CONTENT, STYLE, *names], cfg.cell)
+    sheet = contact_sheet(_worst_first(sheet_rows, rows, our_names), [CONTENT, STYLE, *names],
+                          cfg.cell)  # fmt: skip
     atomic_write(files["contact_sheet"], lambda tmp: sheet.save(tmp, format="PNG"))
     return EvalReport(rows, methods, summary, wins, markdown, files, meta)

@@ -1,0 +1,144 @@
+"""Jobs on Ray (``stylenas stylize --backend ray``; ``pip install 'stylenas-cli[ray]'``).
+
+Ray Data streams the jobs through a pool of actors; each actor loads the model once and runs
+:func:`~stylenas_cli.jobs.stylize_jobs` on a batch of jobs, so it writes the same files the
+local run writes (every worker must see the same paths: one machine or a shared
+filesystem, and the package installed). One GPU per actor where the cluster has GPUs, else
+one CPU per actor. Skipping existing outputs and refusing unreadable inputs happen here,
+before any job is sent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .batch import Result, StylizeConfig, existing_output
+from .errors import StylenasError
+from .images import first_line
+from .jobs import Job, group_jobs, precheck_jobs, stylize_jobs
+
+JOBS_PER_CALL = 8  # one actor call: enough to share a style summary and batches
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What each actor loads (:meth:`~stylenas_cli.model.Stylizer.from_pretrained`)."""
+
+    arch: str = "photonas"
+    weights: str | None = None
+    device: str = "auto"
+    precision: str = "auto"
+
+
+class StylizeActor:
+    """One model per actor; called with batches of jobs (JSON strings), returns results."""
+
+    def __init__(self, spec: ModelSpec, cfg: StylizeConfig) -> None:
+        from .model import Stylizer
+
+        self.model = Stylizer.from_pretrained(spec.arch, spec.weights, spec.device,
+                                              spec.precision)  # fmt: skip
+        self.cfg = cfg
+        self.styles: dict = {}  # style summaries kept across calls
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        jobs = [Job.from_dict(json.loads(s)) for s in batch["job"]]
+        results = stylize_jobs(self.model, jobs, self.cfg, styles=self.styles)
+        return {"result": np.array([json.dumps(r.as_dict()) for r in results])}
+
+
+def stylize_jobs_on_ray(
+    jobs: list[Job],
+    cfg: StylizeConfig,
+    spec: ModelSpec,
+    workers: int | None = None,
+    address: str | None = None,
+    on_result: Callable[[Result], None] = lambda r: None,
+) -> list[Result]:
+    """Run planned jobs on Ray; one :class:`~stylenas_cli.batch.Result` per job, as
+    :func:`~stylenas_cli.jobs.stylize_jobs` gives locally.
+
+    ``address``: a running cluster (``ray://host:10001`` or ``auto``), else a local Ray is
+    started (and stopped at the end). ``workers``: actors (default: the cluster's GPUs,
+    else its CPUs)."""
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise StylenasError("--backend ray needs Ray: pip install 'stylenas-cli[ray]'") from None
+    todo, results = precheck_jobs(jobs, cfg)
+    for r in results:
+        on_result(r)
+    send: list[Job] = []
+    for job in todo:
+        done = existing_output(job.content, job.output, cfg)
+        if done is None:
+            send.append(job)
+        else:
+            done.style = job.style
+            results.append(done)
+            on_result(done)
+    if not send:
+        return results
+    owns = not ray.is_initialized()
+    if owns:
+        _init(ray, address)
+    try:
+        results += _run(ray, send, cfg, spec, workers, on_result)
+    except ray.exceptions.RayError as err:
+        raise StylenasError(
+            f"a Ray worker failed ({first_line(err)}); finished outputs are complete: "
+            "re-run with --skip-existing"
+        ) from None
+    finally:
+        if owns:
+            ray.shutdown()
+    return results
+
+
+def _init(ray, address: str | None) -> None:
+    # Ray starts its workers at niceness 15 (the driver stays responsive); here the workers
+    # do all the work, so a local Ray gets normal priority (another job must not starve it).
+    before = os.environ.get("RAY_worker_niceness")
+    os.environ.setdefault("RAY_worker_niceness", "0")
+    try:
+        ray.init(address=address, logging_level=logging.ERROR, include_dashboard=False,
+                 log_to_driver=False)  # fmt: skip
+    finally:
+        if before is None:
+            os.environ.pop("RAY_worker_niceness", None)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+
+
+def _run(ray, jobs: list[Job], cfg, spec, workers, on_result) -> list[Result]:
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # the command line draws its own
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    size = workers or gpus or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    # Grouped by style and size, so each call holds few styles and same-size batches.
+    rows = [{"job": json.dumps(j.as_dict())} for group in group_jobs(jobs) for j in group]
+    per_call = max(1, min(JOBS_PER_CALL, len(rows) // size))  # every actor gets work
+    calls = -(-len(rows) // per_call)
+    size = min(size, calls)
+    ds = ray.data.from_items(rows, override_num_blocks=calls)
+    out = ds.map_batches(
+        StylizeActor,
+        fn_constructor_kwargs={"spec": spec, "cfg": cfg},
+        batch_size=per_call,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=size),
+        num_gpus=1 if gpus else 0,
+        num_cpus=1,
+    )
+    results = []
+    for row in out.iter_rows():
+        r = Result.from_dict(json.loads(row["result"]))
+        results.append(r)
+        on_result(r)
+    return results
