@@ -4,9 +4,10 @@ through ``stylenas eval`` (the default pipeline: working size, lift, style size,
     python scripts/sweep_wct.py ../shared/data/bench/stylenas ../shared/data/bench/dpst \
         --settings 0.67:0,0.33:0,0:0,0:0.01 -o runs/sweep/wct
 
-A setting is ``SHRINK:FLOOR``. Each writes a full eval report (outputs, contact sheet, CSV)
-to ``OUT/<folder>/<setting>/``. Prints per folder and setting the mean of every metric, the
-pairs whose gram exceeds 2x Reinhard's on the same pair, and the worst pair by gram.
+A setting is ``SHRINK:FLOOR[:SOFT]`` (SOFT: mask boundary softness, default the model's).
+Each writes a full eval report (outputs, contact sheet, CSV) to ``OUT/<folder>/<setting>/``.
+Prints per folder and setting the mean of every metric, the pairs whose gram exceeds 2x
+Reinhard's on the same pair, and the worst pair by gram.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from stylenas_cli.evaluation import EvalConfig, evaluate
-from stylenas_cli.model import Stylizer
+from stylenas_cli.model import MASK_SOFTNESS, Stylizer
 
 METRICS = ("ssim", "edge_ssim", "lab_w1", "gain", "gram")
 
@@ -29,27 +30,30 @@ def main() -> None:
     ap.add_argument("--arch", default="photonas")
     ap.add_argument("--settings", default="0.67:0,0.33:0,0:0,0:0.003,0:0.01,0:0.03")
     ap.add_argument("--masks", action="store_true", help="also score with the label maps")
+    ap.add_argument("--regions", type=int, default=0, help="also score --auto-masks with N")
     ap.add_argument("-o", "--out", type=Path, default=Path("runs/sweep/wct"))
     args = ap.parse_args()
     settings = [tuple(float(v) for v in s.split(":")) for s in args.settings.split(",")]
+    settings = [(*st, MASK_SOFTNESS)[:3] if len(st) == 2 else st for st in settings]
     loaded = Stylizer.from_pretrained
     rows: list[dict] = []
-    for shrink, floor in settings:
+    for shrink, floor, soft in settings:
 
-        def patched(*a, _s=shrink, _f=floor, **k):
+        def patched(*a, _s=shrink, _f=floor, _soft=soft, **k):
             model = loaded(*a, **k)
-            model.shrink, model.eig_floor = _s, _f
+            model.shrink, model.eig_floor, model.mask_softness = _s, _f, _soft
             return model
 
         Stylizer.from_pretrained = patched
         for folder in args.folders:
             cfg = EvalConfig(archs=(args.arch,), masks=args.masks, baselines=("reinhard",),
-                             overwrite=True)  # fmt: skip
-            out = args.out / folder.name / f"{shrink}_{floor}"
+                             overwrite=True, regions=args.regions)  # fmt: skip
+            out = args.out / folder.name / f"{shrink}_{floor}_{soft}"
             report = evaluate(folder, out, cfg)
             for r in report.rows:
-                rows.append({"folder": folder.name, "shrink": shrink, "floor": floor, **r})
-            print(f"{folder.name} {shrink}:{floor} done", flush=True)
+                rows.append({"folder": folder.name, "shrink": shrink, "floor": floor,
+                             "soft": soft, **r})  # fmt: skip
+            print(f"{folder.name} {shrink}:{floor}:{soft} done", flush=True)
     Stylizer.from_pretrained = loaded
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / "sweep.csv", "w", newline="") as f:

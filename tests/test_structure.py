@@ -10,7 +10,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "stylenas_cli"
 CORE = {"encoder", "wct", "genotype", "decoder", "model", "weights", "device", "images"}
-CORE |= {"errors", "files", "config", "lift", "banded", "memory", "stylestore"}
+CORE |= {"errors", "files", "config", "lift", "banded", "memory", "stylestore", "automask"}
 MAX_LINES = 600
 
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from stylenas_cli.wct import colour, style_stats, wct, whiten
+from stylenas_cli.wct import colour, soft_weights, style_stats, wct, whiten, whitening_matrix
 
 
 def _cov(x: torch.Tensor) -> torch.Tensor:
@@ -91,3 +91,65 @@ def test_label_missing_in_style_falls_back_to_whole_style():
     labels = torch.full((8, 8), 7, dtype=torch.long)
     out = wct(content, style_stats(style, torch.zeros(8, 8, dtype=torch.long)), labels=labels)
     assert torch.allclose(out.mean((2, 3)), style.mean((2, 3)), atol=1e-3)
+
+
+# --- soft region boundaries, eigenvalue floor ----------------------------------------------
+
+
+def _halves(h: int = 32, w: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """A two-region style (means +5 / -5, left / right) and a content labelled top / bottom."""
+    g = torch.Generator().manual_seed(3)
+    style = torch.randn(1, 3, h, w, generator=g)
+    style[..., : w // 2] += 5.0
+    style[..., w // 2 :] -= 5.0
+    style_labels = torch.ones(h, w, dtype=torch.long)
+    style_labels[:, w // 2 :] = 2
+    content_labels = torch.ones(h, w, dtype=torch.long)
+    content_labels[: h // 2] = 2
+    return style_stats(style, style_labels), content_labels
+
+
+def test_soft_weights_sum_to_one_and_are_one_hot_away_from_boundaries():
+    labels = torch.zeros(20, 20, dtype=torch.long)
+    labels[:, 10:] = 4
+    w = soft_weights(labels, [0, 4], radius=2)
+    assert w.shape == (2, 20, 20)
+    assert torch.allclose(w.sum(0), torch.ones(20, 20))
+    assert torch.equal(w[0, :, :8], torch.ones(20, 8)) and torch.equal(
+        w[1, :, 12:], torch.ones(20, 8)
+    )
+    ramp = w[1, 5, 7:13]  # rises across the boundary
+    assert torch.all(ramp[1:] >= ramp[:-1]) and 0 < ramp[2] < 1
+    # A label left out (too small to trust) gets no weight; far from any kept label: 0.
+    assert torch.equal(soft_weights(labels, [0], radius=1)[0, :, 12:], torch.zeros(20, 8))
+
+
+def test_soft_boundaries_blend_the_two_region_transforms_only_near_the_boundary():
+    stats, labels = _halves()
+    g = torch.Generator().manual_seed(4)
+    content = torch.randn(1, 3, 32, 32, generator=g)
+    hard = wct(content, stats, labels=labels)
+    soft = wct(content, stats, labels=labels, soft=0.1)  # radius 3 px
+    far = torch.cat([torch.arange(0, 12), torch.arange(20, 32)])
+    assert torch.allclose(soft[..., far, :], hard[..., far, :], atol=1e-4)
+    # At the boundary rows the result lies between the two regions' means (-5 and +5).
+    edge = soft[..., 15:17, :].mean((0, 1, 3))
+    assert torch.all(edge.abs() < hard[..., 15:17, :].mean((0, 1, 3)).abs())
+
+
+def test_soft_with_one_region_is_that_regions_transfer():
+    stats, _ = _halves()
+    content = torch.randn(1, 3, 16, 16)
+    one = torch.ones(16, 16, dtype=torch.long)
+    assert torch.allclose(
+        wct(content, stats, labels=one, soft=0.2), wct(content, stats, labels=one), atol=1e-4
+    )
+
+
+def test_eigenvalue_floor_limits_amplification_of_weak_directions():
+    cov = torch.diag(torch.tensor([1e-4, 1.0, 4.0], dtype=torch.float64))
+    plain = whitening_matrix(cov)
+    floored = whitening_matrix(cov, floor=0.01)
+    assert plain[0, 0] == pytest.approx(1e-4**-0.5, rel=0.1)
+    assert floored[0, 0] == pytest.approx((0.01 * 4.0) ** -0.5, rel=1e-3)
+    assert torch.allclose(plain[1:, 1:], floored[1:, 1:])  # strong directions untouched

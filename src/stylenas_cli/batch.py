@@ -50,6 +50,7 @@ class StylizeConfig:
     style_size: int = DEFAULT_STYLE_SIZE  # long side the style is read at
     max_pixels: int | None = DEFAULT_MAX_PIXELS  # larger files are refused (bombs)
     skip_existing: bool = False  # an existing output counts as done (resume a killed batch)
+    regions: int = 0  # > 0: automatic semantic regions where no masks are given (automask)
 
 
 @dataclass
@@ -252,10 +253,12 @@ def stylize_files(
 
 def _style(model: Stylizer, style: Path, cfg: StylizeConfig, styles: dict) -> StyleCache:
     max_side = min(cfg.max_size or cfg.style_size, cfg.style_size)
-    key = (style.resolve(), cfg.style_mask and cfg.style_mask.resolve(), max_side)
+    key = (style.resolve(), cfg.style_mask and cfg.style_mask.resolve(), max_side, cfg.regions)
     if key not in styles:
         store = stylestore.cache_dir() if cfg.cache else None
-        styles[key] = model.load_style(style, max_side, cfg.style_mask, store, cfg.max_pixels)
+        regions = 0 if cfg.style_mask else cfg.regions
+        styles[key] = model.load_style(style, max_side, cfg.style_mask, store, cfg.max_pixels,
+                                       regions)  # fmt: skip
     return styles[key]
 
 

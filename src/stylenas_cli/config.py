@@ -40,3 +40,7 @@ class LiftConfig:
             raise ValueError(f"lift radius must be at least 1 px, got {self.radius}")
         if not self.eps > 0:
             raise ValueError(f"lift eps must be positive, got {self.eps}")
+
+
+# --auto-masks: regions found in the style's deep features (automask)
+DEFAULT_REGIONS = 3

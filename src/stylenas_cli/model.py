@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from . import stylestore
+from . import automask, stylestore
+from .automask import assign_regions, style_regions
 from .config import DEFAULT_MAX_PIXELS, DEFAULT_STYLE_SIZE
 from .decoder import Decoder
 from .device import CHOICES, autocast, resolve_device, resolve_precision
@@ -26,6 +27,9 @@ from .wct import ColourStats, resize_labels, style_stats, wct
 # Whitening regularisation (see wct.whitening_matrix): the reference code's shrinkage,
 # cleaner skies and fewer blotches; measured on 6 dev pairs: ssim 0.80 -> 0.85 at equal gain.
 WHITEN_SHRINK = 0.67
+# Masked WCT blends the regions' transforms over this share of each feature map's long side
+# (wct.soft_weights): no halo along the mask boundaries.
+MASK_SOFTNESS = 0.03
 MIN_SIDE = 32  # relu5_1 (1/16) needs at least 2 pixels for reflection padding
 
 # (transfer point, content mean (B, C, 1), cov (B, C, C)) -> smoothed moments (video).
@@ -48,6 +52,9 @@ class StyleCache:
 
     stats: dict[str, dict[int, ColourStats]] = field(default_factory=dict)
     size: tuple[int, int] = (0, 0)
+    # --auto-masks: the style's region centres (automask.style_regions); contents are
+    # labelled by them
+    centres: torch.Tensor | None = None
 
 
 class Stylizer(nn.Module):
@@ -63,6 +70,7 @@ class Stylizer(nn.Module):
         super().__init__()
         self.shrink = shrink
         self.eig_floor = 0.0  # relative eigenvalue floor of the whitening (wct.matrix_power)
+        self.mask_softness = MASK_SOFTNESS  # region boundaries blended over this share
         self.genotype = resolve(genotype)
         self.encoder = VGGEncoder()
         self.decoder = Decoder(self.genotype)
@@ -115,11 +123,15 @@ class Stylizer(nn.Module):
         return out.float().clamp(0, 1)
 
     @torch.inference_mode()
-    def style_cache(self, style: torch.Tensor, labels: torch.Tensor | None = None) -> StyleCache:
+    def style_cache(
+        self, style: torch.Tensor, labels: torch.Tensor | None = None, regions: int = 0
+    ) -> StyleCache:
         """Summarise a style image ``(1, 3, H, W)`` (optional label map ``(H, W)``).
 
         The style runs through the same decoder stages (without transfers) so that every
-        decoder-stage transfer point gets the style's feature statistics there."""
+        decoder-stage transfer point gets the style's feature statistics there.
+        ``regions`` > 0 (and no label map): find that many regions in the style's deep
+        features (:mod:`~stylenas_cli.automask`); contents are then labelled to match."""
         cache = StyleCache(size=(style.shape[-2], style.shape[-1]))
 
         def record(point: str, x: torch.Tensor) -> torch.Tensor:
@@ -128,6 +140,8 @@ class Stylizer(nn.Module):
 
         with self.autocast():
             feats = self.encoder(style.to(self.device))
+            if regions and labels is None:
+                cache.centres, labels = style_regions(feats[automask.LEVEL].float(), regions)
             for level in LEVELS:
                 if level in self.decoder.transfer_points:
                     record(level, feats[level])
@@ -152,9 +166,11 @@ class Stylizer(nn.Module):
         mask: str | Path | None = None,
         cache_dir: Path | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        regions: int = 0,
     ) -> StyleCache:
         """Read a style photo (long side at most ``max_side``) and its optional label map
-        (drawn at the photo's own size) and summarise them (:meth:`style_cache`).
+        (drawn at the photo's own size) and summarise them (:meth:`style_cache`; ``regions``:
+        automatic regions when there is no map, not kept on disk).
 
         ``cache_dir``: keep the summary on disk there (:mod:`stylenas_cli.stylestore`) and
         reuse it in later runs (only for networks loaded from a weights file). Files declaring
@@ -167,7 +183,7 @@ class Stylizer(nn.Module):
             and oriented[0] * oriented[1] > max_pixels
         ):
             load_image(path, max_side, max_pixels)  # refuses it with the one message
-        if cache_dir is not None and self.weights_id is not None:
+        if cache_dir is not None and self.weights_id is not None and not regions:
             name = stylestore.key(
                 path, self.weights_id, str(self.genotype), max_side, self.precision, mask
             )
@@ -183,7 +199,7 @@ class Stylizer(nn.Module):
         labels = None
         if mask is not None:
             labels = load_labels(mask, oriented or img.size, max_pixels)
-        cache = self.style_cache(img.rgb.to(self.device), labels)
+        cache = self.style_cache(img.rgb.to(self.device), labels, regions)
         if name is not None:
             stylestore.save(cache_dir, name, cache.stats, cache.size)
         return cache
@@ -214,11 +230,18 @@ class Stylizer(nn.Module):
             # In the compute dtype (the statistics and the C×C maths are float64 inside wct)
             # and in place: the decoder consumes its features, nothing else holds this one.
             return wct(x, cache.stats[point], alpha, content_labels, self.shrink, hook, True,
-                       floor=self.eig_floor)  # fmt: skip
+                       floor=self.eig_floor, soft=self.mask_softness)  # fmt: skip
 
+        auto = cache.centres is not None and content_labels is None
+        if auto and content.shape[0] > 1:  # each photo its own regions
+            parts = [self.stylize(c[None], cache, alpha, smooth=smooth) for c in content]
+            return torch.cat(parts)
         with self.autocast():
+            feats = self.encoder(content.to(self.device))
+            if auto:
+                content_labels = assign_regions(feats[automask.LEVEL].float(), cache.centres)
             # consume: each encoder feature is freed once the decoder has used it
-            out = self.decoder(self.encoder(content.to(self.device)), transfer, consume=True)
+            out = self.decoder(feats, transfer, consume=True)
         return out.float().clamp(0, 1)
 
     @torch.inference_mode()

@@ -3,7 +3,7 @@
 The whole transform of one feature map is a single affine map of its channels,
 ``out = M · x + b`` with ``M (C, C)``: whitening by the content covariance, colouring by the
 style covariance and the ``alpha`` blend all fold into ``M`` and ``b``. Only the C×C
-statistics are computed in float64 (covariances accumulated from chunks of the features,
+statistics are computed in float64 (covariances summed from float32 chunk products,
 eigendecompositions with a small ridge, eigenvalues below ``eig_threshold`` dropped); the
 per-pixel product runs in the features' own dtype, so no full-resolution float64 copy is
 ever made. The style side is summarised once by :func:`style_stats` so a style can be reused
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 RIDGE = 1e-5
 EIG_THRESHOLD = 1e-5
 MIN_LABEL_PIXELS = 10  # fewer pixels than this: a label's own statistics are not trusted
-CHUNK = 1 << 14  # pixels per float64 chunk when accumulating a covariance
+CHUNK = 1 << 14  # pixels per chunk when accumulating a covariance
 
 # (mean (B, C, 1), cov (B, C, C)) -> the same, e.g. averaged over a video shot.
 Smooth = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -45,20 +45,21 @@ def _check_feature(x: torch.Tensor, name: str) -> None:
 
 def moments(flat: torch.Tensor, chunk: int = CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
     """Features ``(..., C, N)`` (any float dtype) -> float64 mean ``(..., C, 1)`` and
-    unbiased covariance ``(..., C, C)``, accumulated over chunks of ``chunk`` pixels so that
-    only one chunk is ever held in float64."""
+    unbiased covariance ``(..., C, C)``. Chunks of ``chunk`` pixels are centred on the first
+    chunk's mean and multiplied in float32 (twice as fast as float64 on a CPU; centred, a
+    chunk's products lose nothing that matters), then summed in float64."""
     n = flat.shape[-1]
     # Shift by the first chunk's mean: E[xxᵀ] − μμᵀ then loses no precision.
-    shift = flat[..., :chunk].double().mean(-1, keepdim=True)
-    total = torch.zeros_like(shift)
+    shift = flat[..., :chunk].float().mean(-1, keepdim=True)
+    total = torch.zeros_like(shift, dtype=torch.float64)
     outer = torch.zeros(*flat.shape[:-1], flat.shape[-2], dtype=torch.float64, device=flat.device)
     for part in flat.split(chunk, dim=-1):
-        p = part.double() - shift
-        total += p.sum(-1, keepdim=True)
-        outer += p @ p.transpose(-1, -2)
+        p = part.float() - shift
+        total += p.sum(-1, keepdim=True, dtype=torch.float64)
+        outer += (p @ p.transpose(-1, -2)).double()
     d = total / n
     cov = (outer - n * (d @ d.transpose(-1, -2))) / max(n - 1, 1)
-    return shift + d, cov
+    return shift.double() + d, cov
 
 
 def matrix_power(
@@ -201,6 +202,7 @@ def wct(
     smooth: Smooth | None = None,
     inplace: bool = False,
     floor: float = 0.0,
+    soft: float = 0.0,
 ) -> torch.Tensor:
     """Whiten each content feature and colour it with the style's statistics.
 
@@ -216,6 +218,8 @@ def wct(
             the video stabiliser's average over a shot.
         inplace: overwrite ``content`` with the result (saves a full-size copy).
         floor: relative eigenvalue floor of the whitening, see :func:`matrix_power`.
+        soft: with labels, blend the regions' transforms over a window of this fraction of
+            the feature's long side (:func:`soft_weights`); 0 = hard region boundaries.
 
     Returns:
         ``(B, C, H, W)`` in the dtype of ``content``.
@@ -233,14 +237,39 @@ def wct(
             mean, cov = smooth(mean, cov)
         m, bias = transfer_matrix(mean, cov, stats[-1], alpha, shrink, floor)
         return apply_transform(flat, m, bias, inplace).reshape(b, c, h, w)
-    lab = resize_labels(labels, (h, w)).flatten().to(content.device)
-    out = flat if inplace else flat.clone()
-    for label in lab.unique().tolist():
-        sel = lab == label
-        if int(sel.sum()) < MIN_LABEL_PIXELS:
-            continue  # too few pixels to whiten: left as they are
-        part = flat[:, :, sel]  # (B, C, n)
+    lab = resize_labels(labels, (h, w)).to(content.device)
+    flat_lab = lab.flatten()
+    ids = [i for i in flat_lab.unique().tolist() if int((flat_lab == i).sum()) >= MIN_LABEL_PIXELS]
+    transforms = []
+    for label in ids:  # too few pixels to whiten: left as they are
+        part = flat[:, :, flat_lab == label]  # (B, C, n)
         mean, cov = moments(part)
-        m, bias = transfer_matrix(mean, cov, stats.get(label, stats[-1]), alpha, shrink, floor)
-        out[:, :, sel] = apply_transform(part, m, bias)
+        stat = stats.get(label, stats[-1])
+        transforms.append(transfer_matrix(mean, cov, stat, alpha, shrink, floor))
+    if not soft:
+        out = flat if inplace else flat.clone()
+        for label, (m, bias) in zip(ids, transforms):
+            sel = flat_lab == label
+            out[:, :, sel] = apply_transform(flat[:, :, sel], m, bias)
+        return out.reshape(b, c, h, w)
+    # Soft boundaries: each pixel blends its neighbourhood's region transforms (no halo where
+    # a hard switch between two very different transforms would draw one).
+    weights = soft_weights(lab, ids, max(1, round(soft * max(h, w)))).to(flat.dtype)
+    out = flat * (1 - weights.sum(0).flatten())  # pixels of no trusted region: unchanged
+    for wk, (m, bias) in zip(weights, transforms):
+        out += wk.flatten() * apply_transform(flat, m, bias)
     return out.reshape(b, c, h, w)
+
+
+def soft_weights(labels: torch.Tensor, ids: list[int], radius: int) -> torch.Tensor:
+    """Label map ``(H, W)`` -> ``(K, H, W)`` weights of the labels ``ids``: each one-hot map
+    box-blurred over ``(2·radius+1)²``, then normalised to sum to 1 (0 where none of ``ids``
+    is near)."""
+    onehot = torch.stack([(labels == i) for i in ids]).float()[None]  # (1, K, H, W)
+    k = 2 * radius + 1
+    if min(labels.shape) < k:
+        radius = max(0, (min(labels.shape) - 1) // 2)
+        k = 2 * radius + 1
+    blurred = F.avg_pool2d(onehot, k, stride=1, padding=radius, count_include_pad=False)[0]
+    total = blurred.sum(0, keepdim=True)
+    return torch.where(total > 0, blurred / total.clamp_min(1e-12), blurred)

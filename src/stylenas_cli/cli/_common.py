@@ -15,7 +15,13 @@ from pathlib import Path
 
 import click
 
-from ..config import DEFAULT_MAX_PIXELS, DEFAULT_STYLE_SIZE, DEFAULT_WORK_SIZE, LiftConfig
+from ..config import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_REGIONS,
+    DEFAULT_STYLE_SIZE,
+    DEFAULT_WORK_SIZE,
+    LiftConfig,
+)
 from ..errors import StylenasError, is_oom
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
@@ -235,3 +241,21 @@ cache_option = click.option(
     help="Do not read or write the style-statistics cache ($STYLENAS_CACHE, else "
     "~/.cache/stylenas; an empty STYLENAS_CACHE also turns it off).",
 )
+
+
+def auto_masks_options(f):
+    """``--auto-masks`` and ``--regions``: semantic regions found without label maps."""
+    f = click.option(
+        "--regions",
+        type=click.IntRange(2, 8),
+        default=DEFAULT_REGIONS,
+        show_default=True,
+        help="Regions --auto-masks looks for in the style.",
+    )(f)
+    return click.option(
+        "--auto-masks",
+        is_flag=True,
+        help="Match regions of the content and the style automatically (clusters of deep "
+        "features: sky to sky, ground to ground) and transfer per region, with soft "
+        "boundaries. Given masks take precedence.",
+    )(f)

@@ -16,6 +16,7 @@ import click
 from ..config import DEFAULT_WORK_SIZE
 from ..files import jsonable
 from ._common import (
+    auto_masks_options,
     command,
     console,
     device_option,
@@ -77,6 +78,7 @@ def parse_weights(values: tuple[str, ...], archs: tuple[str, ...]) -> dict[str, 
     help="Where a pair has content_seg/ and style_seg/ label maps, also stylise with them "
     "(extra methods named '<arch>+masks').",
 )
+@auto_masks_options
 @click.option(
     "--max-size",
     type=click.IntRange(min=MIN_SIZE),
@@ -118,6 +120,8 @@ def eval_command(
     archs,
     weights,
     masks,
+    auto_masks,
+    regions,
     max_size,
     work_size,
     lift_radius,
@@ -157,6 +161,7 @@ def eval_command(
         work_size=work_size,
         lift=lift_config(lift_radius, lift_eps),
         style_size=style_size,
+        regions=regions if auto_masks else 0,
     )
     out = out if out is not None else Path("runs") / "eval" / pairs_dir.resolve().name
     stderr = console()

@@ -17,6 +17,7 @@ from ..config import IMAGE_SUFFIXES
 from ._common import (
     alpha_option,
     arch_option,
+    auto_masks_options,
     cache_option,
     command,
     console,
@@ -83,6 +84,7 @@ from ._common import (
     type=click.Path(path_type=Path),
     help="Colour-coded label map of the style; same colours = same regions.",
 )
+@auto_masks_options
 @click.option(
     "-r",
     "--recursive",
@@ -160,6 +162,8 @@ def stylize_command(
     precision,
     content_mask,
     style_mask,
+    auto_masks,
+    regions,
     recursive,
     out_format,
     pairs,
@@ -201,6 +205,7 @@ def stylize_command(
         style_size=style_size,
         max_pixels=max_pixels,
         skip_existing=skip_existing,
+        regions=regions if auto_masks else 0,
     )
     if backend == "local" and (address or workers):
         raise click.UsageError("--address and --workers go with --backend ray")

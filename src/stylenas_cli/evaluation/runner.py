@@ -46,6 +46,7 @@ from .report import (
 
 OURS_PREFIX = "ours-"
 MASKED_SUFFIX = "+masks"
+AUTO_SUFFIX = "+auto"  # automatic regions (automask)
 
 
 # --- configuration and results -------------------------------------------------------------
@@ -67,6 +68,7 @@ class EvalConfig:
     work_size: int | None = DEFAULT_WORK_SIZE  # the network's long side; None: native
     lift: LiftConfig = field(default_factory=LiftConfig)
     style_size: int = DEFAULT_STYLE_SIZE  # long side the style is read at for its statistics
+    regions: int = 0  # > 0: also score ours with that many automatic regions (+auto)
 
 
 @dataclass
@@ -131,8 +133,9 @@ def _load(path: Path, max_size: int | None, role: str) -> LoadedImage:
 
 def _our_methods(
     cfg: EvalConfig, use_masks: bool, other_names: list[str], pairs_dir: Path
-) -> list[tuple[str, str, bool]]:
-    """Check the config against the folder; ``(label, arch, with masks)`` per run of ours."""
+) -> list[tuple[str, str, str]]:
+    """Check the config against the folder; ``(label, arch, mode)`` per run of ours (mode:
+    plain, masks (the pairs' label maps) or auto (automatic regions))."""
     unknown = sorted(set(cfg.weights) - set(cfg.archs))
     if unknown:
         raise EvalError(f"weights given for {', '.join(unknown)}, which is not among the archs")
@@ -146,14 +149,21 @@ def _our_methods(
         raise EvalError(f"{pairs_dir}: a method folder is named like ours: {', '.join(clash)}")
     ours = []
     for arch, label in zip(cfg.archs, labels):
-        ours.append((label, arch, False))
+        ours.append((label, arch, "plain"))
         if use_masks:
-            ours.append((label + MASKED_SUFFIX, arch, True))
+            ours.append((label + MASKED_SUFFIX, arch, "masks"))
+        if cfg.regions:
+            ours.append((label + AUTO_SUFFIX, arch, "auto"))
     return ours
 
 
 def _stylize_timed(
-    model: Stylizer, content: LoadedImage, style: LoadedImage, masks, cfg: EvalConfig
+    model: Stylizer,
+    content: LoadedImage,
+    style: LoadedImage,
+    masks,
+    cfg: EvalConfig,
+    regions: int = 0,
 ) -> tuple[np.ndarray, float]:
     """One whole stylisation as ``stylenas stylize`` makes it (style statistics included, the
     style read at the configured style size, working size and lift) -> ``(H, W, 3)``
@@ -164,7 +174,7 @@ def _stylize_timed(
         t0 = time.perf_counter()
         w, h = style.size
         sh, sw = work_shape(h, w, cfg.style_size)
-        cache = model.style_cache(style.resized(sh, sw).to(model.device), s_lab)
+        cache = model.style_cache(style.resized(sh, sw).to(model.device), s_lab, regions)
         out = stylize_images(model, [content], cache, 1.0, c_lab, cfg.work_size, cfg.lift)
         synchronize(model.device)
         seconds = time.perf_counter() - t0
@@ -243,12 +253,13 @@ def evaluate(
                 load_mask(pair.content_seg, pair.content, (h, w)),
                 load_mask(pair.style_seg, pair.style, s_img.size[::-1]),
             )
-        for label, arch, masked in ours:
-            if masked and masks is None:
+        for label, arch, mode in ours:
+            if mode == "masks" and masks is None:
                 continue
             out, seconds = _stylize_timed(
-                models[arch], c_img, s_img, masks if masked else None, cfg
-            )
+                models[arch], c_img, s_img, masks if mode == "masks" else None, cfg,
+                cfg.regions if mode == "auto" else 0,
+            )  # fmt: skip
             outputs[label] = (out, seconds)
             save_png(outputs[label][0], files[f"{label}/{pair.name}"])
         for name in cfg.baselines:

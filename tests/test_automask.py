@@ -1,0 +1,78 @@
+"""Automatic regions (``--auto-masks``): k-means on the style's deep features, contents
+labelled by the nearest style region."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import write_photo
+from stylenas_cli.automask import assign_regions, style_regions
+from stylenas_cli.cli import main
+
+
+def _two_kinds(h: int, w: int, flip: bool, seed: int) -> torch.Tensor:
+    """A ``(1, 64, h, w)`` feature whose left half is one kind of thing and right half
+    another (two directions plus noise); ``flip`` swaps the halves."""
+    g = torch.Generator().manual_seed(seed)
+    a, b = torch.zeros(64), torch.zeros(64)
+    a[:32], b[32:] = 1.0, 1.0
+    left, right = (b, a) if flip else (a, b)
+    feat = 0.1 * torch.randn(1, 64, h, w, generator=g).abs()
+    feat[0, :, :, : w // 2] += left[:, None, None]
+    feat[0, :, :, w // 2 :] += right[:, None, None]
+    return feat
+
+
+def test_regions_of_the_style_are_found_and_matched_in_the_content():
+    style = _two_kinds(12, 16, flip=False, seed=0)
+    centres, labels = style_regions(style, k=2)
+    assert centres.shape == (2, 64)
+    assert torch.allclose(centres.norm(dim=1), torch.ones(2))
+    left, right = labels[:, :8], labels[:, 8:]
+    assert left.unique().numel() == 1 and right.unique().numel() == 1 and left[0, 0] != right[0, 0]
+    # The content shows the same two kinds of thing, on swapped sides, at another size.
+    content = _two_kinds(10, 20, flip=True, seed=1)
+    found = assign_regions(content, centres)
+    assert torch.equal(found[:, :10], torch.full((10, 10), int(right[0, 0])))
+    assert torch.equal(found[:, 10:], torch.full((10, 10), int(left[0, 0])))
+
+
+def test_tiny_regions_are_dropped():
+    style = _two_kinds(20, 20, flip=False, seed=2)[..., :10]  # one kind of thing only
+    style[0, :, 0, 0] = torch.linspace(-1, 1, 64)  # one odd pixel: 0.5% of the style
+    centres, labels = style_regions(style, k=2)
+    assert len(centres) == 1 and labels.max() == 0
+
+
+def test_auto_masks_stylise_batches_per_photo_and_change_the_result(
+    tmp_path, weights_file, fast_encoder, one_thread
+):
+    from stylenas_cli.model import Stylizer
+
+    model = Stylizer.from_pretrained("photonas", weights_file, "cpu", "fp32")
+    style = torch.rand(1, 3, 64, 80)
+    cache = model.style_cache(style, regions=3)
+    assert cache.centres is not None and 2 <= len(cache.centres) <= 3
+    assert set(cache.stats["relu1_1"]) >= {-1, 0}  # per-region statistics
+    contents = torch.rand(2, 3, 48, 64)
+    both = model.stylize(contents, cache)
+    one = torch.cat([model.stylize(c[None], cache) for c in contents])
+    assert torch.allclose(both, one, atol=1e-5)
+    # The command line: --auto-masks gives another result than the plain transfer.
+    content = write_photo(tmp_path / "a.png")
+    ref = write_photo(tmp_path / "s.png", size=(96, 80), source="coffee")
+    run = CliRunner().invoke
+    w = ["--weights", str(weights_file)]
+    assert (
+        run(main, ["stylize", str(content), str(ref), "-o", str(tmp_path / "p.png"), *w]).exit_code
+        == 0
+    )
+    auto = ["--auto-masks", "--regions", "2", "-o", str(tmp_path / "m.png")]
+    result = run(main, ["stylize", str(content), str(ref), *auto, *w])
+    assert result.exit_code == 0, result.output
+    a = np.asarray(Image.open(tmp_path / "p.png"), np.float32)
+    b = np.asarray(Image.open(tmp_path / "m.png"), np.float32)
+    assert np.abs(a - b).mean() > 0.5
