@@ -4,7 +4,8 @@ through ``stylenas eval`` (the default pipeline: working size, lift, style size,
     python scripts/sweep_wct.py ../shared/data/bench/stylenas ../shared/data/bench/dpst \
         --settings 0.67:0,0.33:0,0:0,0:0.01 -o runs/sweep/wct
 
-A setting is ``SHRINK:FLOOR[:SOFT]`` (SOFT: mask boundary softness, default the model's).
+A setting is ``SHRINK[:FLOOR[:SOFT[:COLOUR]]]`` (mask boundary softness, strength of the
+image-level transfer point; omitted values: the model's defaults).
 Each writes a full eval report (outputs, contact sheet, CSV) to ``OUT/<folder>/<setting>/``.
 Prints per folder and setting the mean of every metric, the pairs whose gram exceeds 2x
 Reinhard's on the same pair, and the worst pair by gram.
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from stylenas_cli.evaluation import EvalConfig, evaluate
-from stylenas_cli.model import MASK_SOFTNESS, Stylizer
+from stylenas_cli.model import COLOUR_MATCH, MASK_SOFTNESS, WHITEN_SHRINK, Stylizer
 
 METRICS = ("ssim", "edge_ssim", "lab_w1", "gain", "gram")
 
@@ -33,27 +34,31 @@ def main() -> None:
     ap.add_argument("--regions", type=int, default=0, help="also score --auto-masks with N")
     ap.add_argument("-o", "--out", type=Path, default=Path("runs/sweep/wct"))
     args = ap.parse_args()
-    settings = [tuple(float(v) for v in s.split(":")) for s in args.settings.split(",")]
-    settings = [(*st, MASK_SOFTNESS)[:3] if len(st) == 2 else st for st in settings]
+    defaults = (WHITEN_SHRINK, 0.0, MASK_SOFTNESS, COLOUR_MATCH)
+    settings = []
+    for text in args.settings.split(","):
+        given = [float(v) for v in text.split(":")]
+        settings.append(tuple(given + list(defaults[len(given) :])))
     loaded = Stylizer.from_pretrained
     rows: list[dict] = []
-    for shrink, floor, soft in settings:
+    for shrink, floor, soft, colour in settings:
 
-        def patched(*a, _s=shrink, _f=floor, _soft=soft, **k):
+        def patched(*a, _s=shrink, _f=floor, _soft=soft, _c=colour, **k):
             model = loaded(*a, **k)
             model.shrink, model.eig_floor, model.mask_softness = _s, _f, _soft
+            model.colour_match = _c
             return model
 
         Stylizer.from_pretrained = patched
         for folder in args.folders:
             cfg = EvalConfig(archs=(args.arch,), masks=args.masks, baselines=("reinhard",),
                              overwrite=True, regions=args.regions)  # fmt: skip
-            out = args.out / folder.name / f"{shrink}_{floor}_{soft}"
+            out = args.out / folder.name / f"{shrink}_{floor}_{soft}_{colour}"
             report = evaluate(folder, out, cfg)
             for r in report.rows:
                 rows.append({"folder": folder.name, "shrink": shrink, "floor": floor,
-                             "soft": soft, **r})  # fmt: skip
-            print(f"{folder.name} {shrink}:{floor}:{soft} done", flush=True)
+                             "soft": soft, "colour": colour, **r})  # fmt: skip
+            print(f"{folder.name} {shrink}:{floor}:{soft}:{colour} done", flush=True)
     Stylizer.from_pretrained = loaded
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / "sweep.csv", "w", newline="") as f:
@@ -63,20 +68,24 @@ def main() -> None:
     summarise(rows)
 
 
+SETTING = ("folder", "shrink", "floor", "soft", "colour")
+
+
 def summarise(rows: list[dict]) -> None:
     """Means per folder, setting and method; pairs over 2x Reinhard's gram; the worst pair."""
-    print(
-        "| folder | shrink | floor | method | n | " + " | ".join(METRICS) + " | >2x rein | worst |"
-    )
-    print("|---|---|---|---|---|" + "---|" * (len(METRICS) + 2))
-    keys = sorted({(r["folder"], r["shrink"], r["floor"], r["method"]) for r in rows
-                   if r["kind"] == "ours"})  # fmt: skip
+    head = " | ".join((*SETTING, "method", "n", *METRICS, ">2x rein", "worst"))
+    print(f"| {head} |\n" + "|---" * (len(SETTING) + len(METRICS) + 4) + "|")
+
+    def setting(r: dict) -> tuple:
+        return tuple(r[k] for k in SETTING)
+
+    keys = sorted({(*setting(r), r["method"]) for r in rows if r["kind"] == "ours"})
     for key in keys:
-        mine = [r for r in rows if (r["folder"], r["shrink"], r["floor"], r["method"]) == key]
+        mine = [r for r in rows if (*setting(r), r["method"]) == key]
         rein = {
             r["pair"]: float(r["gram"])
             for r in rows
-            if (r["folder"], r["shrink"], r["floor"]) == key[:3] and r["method"] == "reinhard"
+            if setting(r) == key[:-1] and r["method"] == "reinhard"
         }
         over = [r["pair"] for r in mine if float(r["gram"]) > 2 * rein[r["pair"]]]
         worst = max(mine, key=lambda r: float(r["gram"]))

@@ -35,7 +35,7 @@ def test_style_cache_once_equals_direct_and_batch_equals_single(stylizer):
     content = torch.cat([_photo(data.astronaut()), _photo(data.chelsea())])
     style = _photo(data.coffee())
     cache = stylizer.style_cache(style)
-    assert set(cache.stats) == set(stylizer.decoder.transfer_points)
+    assert set(cache.stats) == {*stylizer.decoder.transfer_points, "image"}
     direct = stylizer.stylize(content, style)
     cached = stylizer.stylize(content, cache)
     single = torch.cat([stylizer.stylize(content[i : i + 1], cache) for i in range(2)])
@@ -85,3 +85,24 @@ def test_pil_round_trip():
     back = pil_to_tensor(img)
     assert back.shape == (1, 3, 64, 80)
     assert (back - _photo(data.chelsea())).abs().max() <= 1 / 255 + 1e-6
+
+
+def test_image_point_gives_the_output_the_style_photos_colours(stylizer):
+    content = _photo(data.coffee(), 48, 64)
+    grey = content.mean(1, keepdim=True).expand(1, 3, 48, 64).contiguous()  # a grey style
+    cache = stylizer.style_cache(grey)
+    assert "image" in cache.stats
+
+    def colourfulness(x: torch.Tensor) -> float:
+        return float((x - x.mean(1, keepdim=True)).abs().mean())
+
+    before = stylizer.colour_match
+    try:
+        stylizer.colour_match = 0.0
+        plain = stylizer.stylize(content, cache)
+        stylizer.colour_match = 1.0
+        matched = stylizer.stylize(content, cache)
+    finally:
+        stylizer.colour_match = before
+    assert colourfulness(matched) < 0.2 * colourfulness(plain)
+    assert colourfulness(matched) < 0.01

@@ -22,7 +22,7 @@ import torch
 from .files import atomic_write
 from .wct import ColourStats
 
-FORMAT = 1  # bump when what an entry holds or means changes
+FORMAT = 2  # bump when what an entry holds or means changes (2: "image" stats added)
 
 
 def cache_dir() -> Path | None:
