@@ -27,8 +27,9 @@ from .wct import ColourStats, resize_labels, style_stats, wct
 # Whitening regularisation (see wct.whitening_matrix): the reference code's shrinkage,
 # cleaner skies and fewer blotches; measured on 6 dev pairs: ssim 0.80 -> 0.85 at equal gain.
 WHITEN_SHRINK = 0.67
-# Masked WCT blends the regions' transforms over this share of each feature map's long side
-# (wct.soft_weights): no halo along the mask boundaries.
+# With automatic regions, WCT blends the regions' transforms over this share of each feature
+# map's long side (wct.soft_weights): the 1/8-resolution labels leave no blocky seams. DPST
+# pairs, --auto-masks: ssim 0.588 -> 0.601, gram 0.367 -> 0.351 against hard boundaries.
 MASK_SOFTNESS = 0.03
 # A last transfer point on the output image itself (RGB), at this strength: the decoder's
 # colours lean to the content's (grey styles stayed colourful). Measured with
@@ -239,9 +240,12 @@ class Stylizer(nn.Module):
             # In the compute dtype (the statistics and the C×C maths are float64 inside wct)
             # and in place: the decoder consumes its features, nothing else holds this one.
             return wct(x, cache.stats[point], alpha, content_labels, self.shrink, hook, True,
-                       floor=self.eig_floor, soft=self.mask_softness)  # fmt: skip
+                       floor=self.eig_floor, soft=soft)  # fmt: skip
 
         auto = cache.centres is not None and content_labels is None
+        # Automatic regions (1/8-resolution labels) get soft boundaries; drawn masks stay hard
+        # (soft ones measured worse on the DPST masks: ssim 0.551 vs 0.580).
+        soft = self.mask_softness if auto else 0.0
         if auto and content.shape[0] > 1:  # each photo its own regions
             parts = [self.stylize(c[None], cache, alpha, smooth=smooth) for c in content]
             return torch.cat(parts)
@@ -258,7 +262,7 @@ class Stylizer(nn.Module):
             hook = partial(smooth, IMAGE_POINT) if smooth is not None else None
             out = wct(out, cache.stats[IMAGE_POINT], alpha * self.colour_match, content_labels,
                       self.shrink, hook, True, floor=self.eig_floor,
-                      soft=self.mask_softness).clamp_(0, 1)  # fmt: skip
+                      soft=soft).clamp_(0, 1)  # fmt: skip
         return out
 
     @torch.inference_mode()
