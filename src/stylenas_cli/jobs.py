@@ -242,8 +242,13 @@ def write_failures(path: Path, jobs: list[Job], results: list[Result]) -> int:
     """Each failed job as one JSON line (its columns and its ``error``), written atomically
     to ``path`` (replacing the last report): a manifest that retries them. Returns the
     number of failures."""
+    by_content: dict[Path, list[Job]] = {}  # a library of a million jobs: no scan per failure
+    for job in jobs:
+        by_content.setdefault(job.content, []).append(job)
     lines = [
-        json.dumps(job_of(r, jobs).as_dict() | {"error": r.error}) for r in results if not r.ok
+        json.dumps(job_of(r, by_content.get(r.content, [])).as_dict() | {"error": r.error})
+        for r in results
+        if not r.ok
     ]
     text = "".join(f"{line}\n" for line in lines)
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), overwrite=True)
