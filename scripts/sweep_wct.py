@@ -4,8 +4,11 @@ through ``stylenas eval`` (the default pipeline: working size, lift, style size,
     python scripts/sweep_wct.py ../shared/data/bench/stylenas ../shared/data/bench/dpst \
         --settings 0.67:0,0.33:0,0:0,0:0.01 -o runs/sweep/wct
 
-A setting is ``SHRINK[:FLOOR[:SOFT[:COLOUR]]]`` (mask boundary softness, strength of the
-image-level transfer point; omitted values: the model's defaults).
+A setting is ``SHRINK[:FLOOR[:SOFT[:COLOUR[:COLOUR_SHRINK[:REGION_MIX[:COLOUR_REGIONS]]]]]]``
+(the :class:`Stylizer` attributes of ``FIELDS``: whitening shrinkage, eigenvalue floor, mask
+boundary softness, strength of the image-level transfer point and its own shrinkage, share of
+the whole style in each region's statistics, 1/0 = image point per region / whole image);
+omitted values: the model's defaults.
 Each writes a full eval report (outputs, contact sheet, CSV) to ``OUT/<folder>/<setting>/``.
 Prints per folder and setting the mean of every metric, the pairs whose gram exceeds 2x
 Reinhard's on the same pair, and the worst pair by gram.
@@ -19,10 +22,22 @@ from pathlib import Path
 
 import numpy as np
 
+from stylenas_cli import model as m
 from stylenas_cli.evaluation import EvalConfig, evaluate
-from stylenas_cli.model import COLOUR_MATCH, MASK_SOFTNESS, WHITEN_SHRINK, Stylizer
+from stylenas_cli.model import Stylizer
 
 METRICS = ("ssim", "edge_ssim", "lab_w1", "gain", "gram")
+# setting field -> (Stylizer attribute, default)
+FIELDS = {
+    "shrink": ("shrink", m.WHITEN_SHRINK),
+    "floor": ("eig_floor", 0.0),
+    "soft": ("mask_softness", m.MASK_SOFTNESS),
+    "colour": ("colour_match", m.COLOUR_MATCH),
+    "colour_shrink": ("colour_shrink", m.COLOUR_SHRINK),
+    "region_mix": ("region_mix", m.REGION_MIX),
+    "colour_regions": ("colour_regions", float(m.COLOUR_REGIONS)),
+}
+SETTING = ("folder", *FIELDS)
 
 
 def main() -> None:
@@ -34,31 +49,30 @@ def main() -> None:
     ap.add_argument("--regions", type=int, default=0, help="also score --auto-masks with N")
     ap.add_argument("-o", "--out", type=Path, default=Path("runs/sweep/wct"))
     args = ap.parse_args()
-    defaults = (WHITEN_SHRINK, 0.0, MASK_SOFTNESS, COLOUR_MATCH)
+    defaults = [default for _, default in FIELDS.values()]
     settings = []
     for text in args.settings.split(","):
         given = [float(v) for v in text.split(":")]
         settings.append(tuple(given + list(defaults[len(given) :])))
     loaded = Stylizer.from_pretrained
     rows: list[dict] = []
-    for shrink, floor, soft, colour in settings:
+    for values in settings:
+        setting = dict(zip(SETTING[1:], values, strict=True))
 
-        def patched(*a, _s=shrink, _f=floor, _soft=soft, _c=colour, **k):
+        def patched(*a, _v=values, **k):
             model = loaded(*a, **k)
-            model.shrink, model.eig_floor, model.mask_softness = _s, _f, _soft
-            model.colour_match = _c
+            for (attr, _), value in zip(FIELDS.values(), _v, strict=True):
+                setattr(model, attr, value)
             return model
 
         Stylizer.from_pretrained = patched
+        name = "_".join(str(v) for v in values)
         for folder in args.folders:
             cfg = EvalConfig(archs=(args.arch,), masks=args.masks, baselines=("reinhard",),
                              overwrite=True, regions=args.regions)  # fmt: skip
-            out = args.out / folder.name / f"{shrink}_{floor}_{soft}_{colour}"
-            report = evaluate(folder, out, cfg)
-            for r in report.rows:
-                rows.append({"folder": folder.name, "shrink": shrink, "floor": floor,
-                             "soft": soft, "colour": colour, **r})  # fmt: skip
-            print(f"{folder.name} {shrink}:{floor}:{soft}:{colour} done", flush=True)
+            report = evaluate(folder, args.out / folder.name / name, cfg)
+            rows += [{"folder": folder.name, **setting, **r} for r in report.rows]
+            print(f"{folder.name} {name} done", flush=True)
     Stylizer.from_pretrained = loaded
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / "sweep.csv", "w", newline="") as f:
@@ -66,9 +80,6 @@ def main() -> None:
         writer.writeheader()
         writer.writerows(rows)
     summarise(rows)
-
-
-SETTING = ("folder", "shrink", "floor", "soft", "colour")
 
 
 def summarise(rows: list[dict]) -> None:

@@ -53,3 +53,19 @@ def test_pil_and_arrays_come_back_as_they_went_in(tmp_path, photos, weights_file
     assert outf.dtype == np.float64 and np.abs(outf * 255 - reference).max() <= 1
     with pytest.raises(StylenasError, match="H, W, 3"):
         stylenas_cli.stylize(np.zeros((64, 64)), style, weights=weights_file)
+
+
+def test_automatic_regions_like_the_command_lines_auto_masks(tmp_path, photos, weights_file):
+    content, style = photos
+    cli_out = tmp_path / "cli.png"
+    args = ["stylize", str(content), str(style), "-o", str(cli_out), "--weights",
+            str(weights_file), "--auto-masks", "--regions", "2"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    auto = stylenas_cli.stylize(np.asarray(Image.open(content)), style, weights=weights_file,
+                                regions=2)  # fmt: skip
+    plain = stylenas_cli.stylize(np.asarray(Image.open(content)), style, weights=weights_file)
+    assert np.array_equal(auto, np.asarray(Image.open(cli_out)))
+    assert np.abs(auto.astype(int) - plain).mean() > 0.1  # the regions changed the result
+    with pytest.raises(ValueError, match="regions"):
+        stylenas_cli.stylize(content, style, weights=weights_file, regions=-1)

@@ -5,6 +5,7 @@ from skimage import data
 
 from stylenas_cli.genotype import NAMED
 from stylenas_cli.model import Stylizer, pil_to_tensor, tensor_to_pil
+from stylenas_cli.wct import wct
 
 
 def _photo(arr, h=64, w=80):
@@ -106,3 +107,44 @@ def test_image_point_gives_the_output_the_style_photos_colours(stylizer):
         stylizer.colour_match = before
     assert colourfulness(matched) < 0.2 * colourfulness(plain)
     assert colourfulness(matched) < 0.01
+
+
+def test_image_point_whitens_with_its_own_shrinkage(stylizer):
+    # The image point is WCT on the decoder's RGB output toward the style photo's colour
+    # statistics, with the image point's own shrinkage (not the feature levels').
+    content = _photo(data.coffee(), 48, 64)
+    cache = stylizer.style_cache(_photo(data.astronaut(), 48, 64))
+    saved = stylizer.colour_match, stylizer.colour_shrink
+    try:
+        stylizer.colour_match = 0.0
+        decoded = stylizer.stylize(content, cache)
+        stylizer.colour_match = 1.0
+        outs = {}
+        for shrink in (0.0, 0.67):
+            stylizer.colour_shrink = shrink
+            outs[shrink] = stylizer.stylize(content, cache)
+            want = wct(decoded.clone(), cache.stats["image"], shrink=shrink).clamp(0, 1)
+            assert torch.allclose(outs[shrink], want, atol=1e-4)
+    finally:
+        stylizer.colour_match, stylizer.colour_shrink = saved
+    assert (outs[0.0] - outs[0.67]).abs().max() > 1e-3
+
+
+def test_image_point_over_the_whole_image_ignores_the_label_map(stylizer):
+    content = _photo(data.coffee(), 48, 64)
+    style = _photo(data.astronaut(), 48, 64) * 0.6 + 0.2
+    labels = torch.zeros(48, 64, dtype=torch.long)
+    labels[:, 32:] = 1
+    cache = stylizer.style_cache(style, labels)
+    saved = stylizer.colour_match, stylizer.colour_shrink, stylizer.colour_regions
+    try:
+        stylizer.colour_match, stylizer.colour_shrink = 1.0, 0.0
+        stylizer.colour_regions = False
+        whole = stylizer.stylize(content, cache, content_labels=labels)
+        stylizer.colour_regions = True
+        regional = stylizer.stylize(content, cache, content_labels=labels)
+    finally:
+        stylizer.colour_match, stylizer.colour_shrink, stylizer.colour_regions = saved
+    # Over the whole image the output takes the whole style photo's mean colour.
+    assert torch.allclose(whole.mean((2, 3)), style.mean((2, 3)), atol=0.02)
+    assert (whole - regional).abs().mean() > 1e-3

@@ -1,7 +1,15 @@
 import pytest
 import torch
 
-from stylenas_cli.wct import colour, soft_weights, style_stats, wct, whiten, whitening_matrix
+from stylenas_cli.wct import (
+    colour,
+    mix_stats,
+    soft_weights,
+    style_stats,
+    wct,
+    whiten,
+    whitening_matrix,
+)
 
 
 def _cov(x: torch.Tensor) -> torch.Tensor:
@@ -83,6 +91,26 @@ def test_masked_transfer_uses_same_label_statistics():
     # Without masks everything gets the global mean (≈ 0).
     plain = wct(content, style_stats(style))
     assert plain[..., :8, :].mean().abs() < 2.0
+
+
+@pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
+def test_global_mix_pulls_each_region_toward_the_whole_style(share):
+    # Regions of the style have means +5 / -5, the whole style about 0: a region's output
+    # mean moves from its own region's (share 0) to the whole style's (share 1).
+    stats, content_labels = _halves()
+    content = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    out = wct(content, stats, labels=content_labels, global_mix=share)
+    whole = float(stats[-1].mean.mean())
+    top, bottom = out[..., :16, :].mean(), out[..., 16:, :].mean()  # labels 2 / 1
+    assert float(top) == pytest.approx((1 - share) * -5 + share * whole, abs=0.3)
+    assert float(bottom) == pytest.approx((1 - share) * 5 + share * whole, abs=0.3)
+
+
+def test_mix_stats_ends_are_the_region_and_the_whole():
+    stats, _ = _halves()
+    for share, want in ((0.0, stats[1]), (1.0, stats[-1])):
+        got = mix_stats(stats[1], stats[-1], share)
+        assert torch.allclose(got.mean, want.mean) and torch.allclose(got.colour, want.colour)
 
 
 def test_label_missing_in_style_falls_back_to_whole_style():

@@ -46,6 +46,7 @@ def stylize(
     precision: str = "auto",
     cache: bool = True,
     overwrite: bool = False,
+    regions: int = 0,
 ) -> Path | Image.Image | np.ndarray:
     """Give ``content`` the colour and tone of ``style``; what ``stylenas stylize`` does.
 
@@ -57,8 +58,12 @@ def stylize(
         style: a path, PIL image or array.
         work_size: long side the network sees (None: every pixel); ``lift``: the guided
             filter's settings (default :class:`~stylenas_cli.config.LiftConfig`).
+        regions: > 0: that many semantic regions found automatically in the style and
+            matched in the content, each transferred on its own (``--auto-masks --regions``).
 
     Raises :class:`~stylenas_cli.errors.StylenasError` (one line) for unusable inputs."""
+    if regions < 0:
+        raise ValueError(f"regions must be 0 (none) or more, got {regions}")
     model = _model(arch, None if weights is None else str(weights), device, precision)
     lift = lift or LiftConfig()
     if isinstance(content, str | Path):
@@ -69,19 +74,19 @@ def stylize(
                 return stylize(content, path, output, arch=arch, weights=weights, alpha=alpha,
                                work_size=work_size, style_size=style_size, lift=lift,
                                device=device, precision=precision, cache=False,
-                               overwrite=overwrite)  # fmt: skip
+                               overwrite=overwrite, regions=regions)  # fmt: skip
         content = Path(content)
         [dest] = plan_image_outputs([content], output)
         cfg = StylizeConfig(alpha=alpha, overwrite=overwrite, work_size=work_size, lift=lift,
-                            cache=cache, style_size=style_size)  # fmt: skip
+                            cache=cache, style_size=style_size, regions=regions)  # fmt: skip
         [result] = stylize_files(model, [content], Path(style), [dest], cfg)
         if not result.ok:
             raise ImageError(result.error)
         return dest
     image = _loaded(content)
     check_side(*image.size, "content")
-    styled = stylize_images(model, [image], _style(model, style, style_size, cache), alpha,
-                            None, work_size, lift)[0]  # fmt: skip
+    summary = _style(model, style, style_size, cache, regions)
+    styled = stylize_images(model, [image], summary, alpha, None, work_size, lift)[0]
     if isinstance(content, Image.Image):
         return Image.fromarray(styled, "RGB")
     if np.issubdtype(np.asarray(content).dtype, np.floating):
@@ -104,13 +109,15 @@ def _loaded(image: Image.Image | np.ndarray) -> LoadedImage:
     return LoadedImage(np.ascontiguousarray(np.asarray(_as_pil(image))))
 
 
-def _style(model: Stylizer, style: ImageLike, size: int, cache: bool) -> StyleCache:
+def _style(
+    model: Stylizer, style: ImageLike, size: int, cache: bool, regions: int = 0
+) -> StyleCache:
     if isinstance(style, str | Path):
         store = stylestore.cache_dir() if cache else None
-        return model.load_style(style, size, cache_dir=store)
+        return model.load_style(style, size, cache_dir=store, regions=regions)
     pil = _as_pil(style)
     if max(pil.size) > size:
         pil.thumbnail((size, size), Image.Resampling.LANCZOS)
     loaded = _loaded(pil)
     check_side(*loaded.size, "style")
-    return model.style_cache(loaded.rgb.to(model.device))
+    return model.style_cache(loaded.rgb.to(model.device), regions=regions)

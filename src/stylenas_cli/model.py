@@ -37,6 +37,9 @@ MASK_SOFTNESS = 0.03
 # 1.0), DPST 0.365 -> 0.331, lab_w1 and gain better on both, ssim -0.012 / -0.023.
 COLOUR_MATCH = 0.5
 IMAGE_POINT = "image"
+COLOUR_SHRINK = WHITEN_SHRINK
+REGION_MIX = 0.0
+COLOUR_REGIONS = True
 MIN_SIDE = 32  # relu5_1 (1/16) needs at least 2 pixels for reflection padding
 
 # (transfer point, content mean (B, C, 1), cov (B, C, C)) -> smoothed moments (video).
@@ -79,6 +82,9 @@ class Stylizer(nn.Module):
         self.eig_floor = 0.0  # relative eigenvalue floor of the whitening (wct.matrix_power)
         self.mask_softness = MASK_SOFTNESS  # region boundaries blended over this share
         self.colour_match = COLOUR_MATCH  # strength of the image-level transfer point
+        self.colour_shrink = COLOUR_SHRINK  # its whitening's shrinkage (3×3 RGB covariance)
+        self.region_mix = REGION_MIX  # share of the whole style's statistics in each region's
+        self.colour_regions = COLOUR_REGIONS  # the image point per region (else whole image)
         self.genotype = resolve(genotype)
         self.encoder = VGGEncoder()
         self.decoder = Decoder(self.genotype)
@@ -240,7 +246,7 @@ class Stylizer(nn.Module):
             # In the compute dtype (the statistics and the C×C maths are float64 inside wct)
             # and in place: the decoder consumes its features, nothing else holds this one.
             return wct(x, cache.stats[point], alpha, content_labels, self.shrink, hook, True,
-                       floor=self.eig_floor, soft=soft)  # fmt: skip
+                       floor=self.eig_floor, soft=soft, global_mix=self.region_mix)  # fmt: skip
 
         auto = cache.centres is not None and content_labels is None
         # Automatic regions (1/8-resolution labels) get soft boundaries; drawn masks stay hard
@@ -260,9 +266,10 @@ class Stylizer(nn.Module):
             # The decoder's colours still lean to the content's: match the style photo's own
             # colour statistics too (per region with masks).
             hook = partial(smooth, IMAGE_POINT) if smooth is not None else None
-            out = wct(out, cache.stats[IMAGE_POINT], alpha * self.colour_match, content_labels,
-                      self.shrink, hook, True, floor=self.eig_floor,
-                      soft=soft).clamp_(0, 1)  # fmt: skip
+            labels = content_labels if self.colour_regions else None
+            out = wct(out, cache.stats[IMAGE_POINT], alpha * self.colour_match, labels,
+                      self.colour_shrink, hook, True, floor=self.eig_floor, soft=soft,
+                      global_mix=self.region_mix).clamp_(0, 1)  # fmt: skip
         return out
 
     @torch.inference_mode()

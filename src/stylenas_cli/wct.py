@@ -203,6 +203,7 @@ def wct(
     inplace: bool = False,
     floor: float = 0.0,
     soft: float = 0.0,
+    global_mix: float = 0.0,
 ) -> torch.Tensor:
     """Whiten each content feature and colour it with the style's statistics.
 
@@ -220,6 +221,10 @@ def wct(
         floor: relative eigenvalue floor of the whitening, see :func:`matrix_power`.
         soft: with labels, blend the regions' transforms over a window of this fraction of
             the feature's long side (:func:`soft_weights`); 0 = hard region boundaries.
+        global_mix: with labels, each region is coloured with its own style statistics
+            mixed with this share of the whole style's (:func:`mix_stats`): a region's
+            statistics come from fewer pixels, and the output as a whole should still take
+            the whole style's.
 
     Returns:
         ``(B, C, H, W)`` in the dtype of ``content``.
@@ -244,7 +249,7 @@ def wct(
     for label in ids:  # too few pixels to whiten: left as they are
         part = flat[:, :, flat_lab == label]  # (B, C, n)
         mean, cov = moments(part)
-        stat = stats.get(label, stats[-1])
+        stat = mix_stats(stats.get(label, stats[-1]), stats[-1], global_mix)
         transforms.append(transfer_matrix(mean, cov, stat, alpha, shrink, floor))
     if not soft:
         out = flat if inplace else flat.clone()
@@ -259,6 +264,15 @@ def wct(
     for wk, (m, bias) in zip(weights, transforms):
         out += wk.flatten() * apply_transform(flat, m, bias)
     return out.reshape(b, c, h, w)
+
+
+def mix_stats(region: ColourStats, whole: ColourStats, share: float) -> ColourStats:
+    """``(1 - share)·region + share·whole``, for the mean and the colouring matrix (a mix of
+    two positive semi-definite square roots is one again)."""
+    if not share:
+        return region
+    mix = ColourStats((1 - share) * region.mean, (1 - share) * region.colour)
+    return ColourStats(mix.mean + share * whole.mean, mix.colour + share * whole.colour)
 
 
 def soft_weights(labels: torch.Tensor, ids: list[int], radius: int) -> torch.Tensor:
