@@ -65,7 +65,7 @@ EVAL_FLAGS ?=
 bench: install
 	$(STYLENAS) eval $(BENCH)/stylenas $(foreach a,$(BENCH_ARCHS),--arch $(a)) \
 		-o runs/eval/stylenas --overwrite $(EVAL_FLAGS)
-	$(STYLENAS) eval $(BENCH)/dpst $(foreach a,$(BENCH_ARCHS),--arch $(a)) --masks \
+	$(STYLENAS) eval $(BENCH)/dpst $(foreach a,$(BENCH_ARCHS),--arch $(a)) --masks --auto-masks \
 		-o runs/eval/dpst --overwrite $(EVAL_FLAGS)
 
 ## Speed to the floor in one run: process overhead, the encoder floor, the style pass, each

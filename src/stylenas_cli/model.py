@@ -32,12 +32,16 @@ WHITEN_SHRINK = 0.67
 # pairs, --auto-masks: ssim 0.588 -> 0.601, gram 0.367 -> 0.351 against hard boundaries.
 MASK_SOFTNESS = 0.03
 # A last transfer point on the output image itself (RGB), at this strength: the decoder's
-# colours lean to the content's (grey styles stayed colourful). Measured with
-# scripts/sweep_wct.py, photonas, defaults: StyleNAS gram 0.325 -> 0.288 at 0.5 (0.307 at
-# 1.0), DPST 0.365 -> 0.331, lab_w1 and gain better on both, ssim -0.012 / -0.023.
-COLOUR_MATCH = 0.5
+# colours lean to the content's (grey styles stayed colourful). Its whitening has its own,
+# lighter shrinkage: 0.67 (the feature levels') kept part of the content's channel
+# correlations, so grey styles still came out coloured; 0 amplifies the chroma noise of
+# near-grey contents into pink/green blotches in flat skies. Measured with
+# scripts/sweep_wct.py, photonas, StyleNAS pairs (gram / ssim): no image point 0.325 / 0.856;
+# 0.5 with shrink 0.67 0.288 / 0.844; 1.0 with 0.67 0.307 / 0.826; 1.0 with 0.25 0.267;
+# 1.0 with 0.15 0.257 / 0.830; 1.0 with 0.1 0.252; 1.0 with 0 0.245 (blotchy).
+COLOUR_MATCH = 1.0
+COLOUR_SHRINK = 0.15
 IMAGE_POINT = "image"
-COLOUR_SHRINK = WHITEN_SHRINK
 REGION_MIX = 0.0
 COLOUR_REGIONS = True
 MIN_SIDE = 32  # relu5_1 (1/16) needs at least 2 pixels for reflection padding
