@@ -25,7 +25,7 @@ from stylenas_cli.evaluation import find_pairs
 from stylenas_cli.images import load_image
 from stylenas_cli.lift import work_shape
 from stylenas_cli.model import IMAGE_POINT, Stylizer
-from stylenas_cli.wct import ColourStats, moments, transfer_matrix
+from stylenas_cli.wct import ColourStats, moments, transfer_matrix, wct
 
 
 def main() -> None:
@@ -57,12 +57,7 @@ def main() -> None:
 
         def record(point: str, x: torch.Tensor, seen=seen, cache=cache) -> torch.Tensor:
             seen[point] = x.float().flatten(2).clone()
-            return model_wct(point, x, cache)
-
-        def model_wct(point, x, cache):
-            from stylenas_cli.wct import wct
-
-            return wct(x, cache.stats[point], 1.0, None, model.shrink, None, False)
+            return wct(x, cache.stats[point], 1.0, None, model.shrink)
 
         with torch.inference_mode():
             feats = model.encoder(small)
