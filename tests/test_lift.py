@@ -11,6 +11,7 @@ from stylenas_cli.lift import (
     apply_coefficients,
     box_mean,
     guided_coefficients,
+    guided_filter,
     lift,
 )
 
@@ -98,3 +99,17 @@ def test_bad_shapes_and_settings_are_refused():
         LiftConfig(radius=0)
     with pytest.raises(ValueError, match="eps"):
         LiftConfig(eps=0.0)
+
+
+def test_guided_filter_of_any_channel_count_keeps_affine_maps_of_the_guide():
+    # A target that is an affine function of the guide (here 5 channels) passes unchanged;
+    # a constant one stays constant.
+    guide = torch.rand(2, 3, 24, 20, generator=torch.Generator().manual_seed(1))
+    mix = torch.randn(5, 3, generator=torch.Generator().manual_seed(2))
+    target = torch.einsum("kc,bchw->bkhw", mix, guide) + 0.3
+    out = guided_filter(guide, target, radius=3, eps=1e-8)
+    assert out.shape == target.shape and torch.allclose(out, target, atol=1e-3)
+    flat = torch.full((2, 1, 24, 20), 0.7)
+    assert torch.allclose(guided_filter(guide, flat, 3, 1e-3), flat, atol=1e-5)
+    with pytest.raises(ValueError):
+        guided_filter(guide, target[:, :, :10], 3, 1e-3)

@@ -5,7 +5,7 @@ from skimage import data
 
 from stylenas_cli.genotype import NAMED
 from stylenas_cli.model import Stylizer, pil_to_tensor, tensor_to_pil
-from stylenas_cli.wct import wct
+from stylenas_cli.wct import snap_labels, wct
 
 
 def _photo(arr, h=64, w=80):
@@ -148,3 +148,28 @@ def test_image_point_over_the_whole_image_ignores_the_label_map(stylizer):
     # Over the whole image the output takes the whole style photo's mean colour.
     assert torch.allclose(whole.mean((2, 3)), style.mean((2, 3)), atol=0.02)
     assert (whole - regional).abs().mean() > 1e-3
+
+
+def test_drawn_labels_are_snapped_to_the_content_at_the_working_size(stylizer):
+    # With label_snap the network sees the drawn map snapped to the (downscaled) content:
+    # the same result as passing the snapped map itself, and not the unsnapped one.
+    content, style = _photo(data.astronaut(), 128, 160), _photo(data.coffee())
+    drawn = torch.zeros(128, 160, dtype=torch.long)
+    drawn[:, 70:] = 1  # a boundary drawn across the photo, not along its edges
+    s_lab = torch.zeros(64, 80, dtype=torch.long)
+    s_lab[32:] = 1
+    cache = stylizer.style_cache(style, s_lab)
+    small = F.interpolate(content, size=(64, 80), mode="bilinear", antialias=True)
+    snapped = snap_labels(drawn, small[0], radius=4)
+    assert not torch.equal(snapped, drawn[::2, ::2])  # the photo's edges moved it
+    before = stylizer.label_snap
+    try:
+        stylizer.label_snap = 4
+        got = stylizer.stylize_at(content, cache, content_labels=drawn, work_size=80)
+        stylizer.label_snap = 0
+        want = stylizer.stylize_at(content, cache, content_labels=snapped, work_size=80)
+        plain = stylizer.stylize_at(content, cache, content_labels=drawn, work_size=80)
+    finally:
+        stylizer.label_snap = before
+    assert torch.allclose(got, want, atol=1e-5)
+    assert not torch.allclose(got, plain, atol=1e-3)

@@ -373,6 +373,28 @@ def test_flicker_ratio_of_a_copy_is_one_and_of_noise_above_one(clips):
         meter.update(frames[0], frames[0][:10])
 
 
+def test_relative_flicker_discounts_a_contrast_stretch():
+    # A textured scene panning one pixel a frame, in mid-greys: doubling its contrast doubles
+    # both the frame-to-frame change and the spatial contrast, so the flicker ratio reads
+    # about 2 and the relative flicker about 1; a brightness that jumps from frame to frame
+    # changes no contrast, and its relative flicker stays high.
+    rng = np.random.default_rng(3)
+    scene = rng.integers(80, 176, (40, 80, 3)).astype(np.int16)
+    frames = [scene[:, t : t + 48].astype(np.uint8) for t in range(8)]
+    stretched = [((f.astype(np.int16) - 128) * 2 + 128).astype(np.uint8) for f in frames]
+    jumpy = [(f.astype(np.int16) + (30 if t % 2 else -30)).astype(np.uint8)
+             for t, f in enumerate(frames)]  # fmt: skip
+    meter, flickering = FlickerMeter(), FlickerMeter()
+    for f, s, j in zip(frames, stretched, jumpy, strict=True):
+        meter.update(f, s)
+        flickering.update(f, j)
+    report = meter.as_dict()
+    assert report["flicker_ratio"] > 1.5 and report["contrast_ratio"] > 1.5
+    assert report["relative_flicker"] == pytest.approx(1.0, abs=0.15)
+    assert flickering.contrast_ratio == pytest.approx(1.0, abs=0.05)
+    assert flickering.relative > 1.5
+
+
 def test_eval_video_reports_the_flicker_ratio(tmp_path, clips):
     same = CliRunner().invoke(
         eval_video_command, [str(clips["plain"]), str(clips["plain"]), "--json"]

@@ -4,6 +4,9 @@ import torch
 from stylenas_cli.wct import (
     colour,
     mix_stats,
+    prior_cov,
+    resize_labels,
+    snap_labels,
     soft_weights,
     style_stats,
     wct,
@@ -113,6 +116,31 @@ def test_mix_stats_ends_are_the_region_and_the_whole():
         assert torch.allclose(got.mean, want.mean) and torch.allclose(got.colour, want.colour)
 
 
+def test_region_prior_limits_the_stretch_of_a_flat_region():
+    # The top region (label 2) is nearly flat: whitened alone its tiny variance is stretched
+    # to the style region's (std ≈ 1); with the whole map's covariance as a prior it stays
+    # far below, while the busy bottom region is barely touched and the means are kept.
+    stats, content_labels = _halves()
+    g = torch.Generator().manual_seed(6)
+    content = torch.randn(1, 3, 32, 32, generator=g)
+    content[..., :16, :] *= 0.01
+    alone = wct(content, stats, labels=content_labels)
+    prior = wct(content, stats, labels=content_labels, region_prior=0.3)
+    assert float(alone[..., :16, :].std()) > 0.8
+    assert float(prior[..., :16, :].std()) < 0.4
+    assert float(prior[..., :16, :].mean()) == pytest.approx(-5, abs=0.1)
+    assert float(prior[..., 16:, :].std()) == pytest.approx(
+        float(alone[..., 16:, :].std()), rel=0.25
+    )
+    assert torch.equal(wct(content, stats, labels=content_labels, region_prior=0.0), alone)
+
+
+def test_prior_cov_ends_are_the_region_and_the_whole():
+    a, b = torch.eye(3).double(), 4 * torch.eye(3).double()
+    assert torch.equal(prior_cov(a, b, 0.0), a) and torch.equal(prior_cov(a, b, 1.0), b)
+    assert torch.allclose(prior_cov(a, b, 0.25), 1.75 * torch.eye(3).double())
+
+
 def test_label_missing_in_style_falls_back_to_whole_style():
     style = torch.randn(1, 3, 8, 8) + 2.0
     content = torch.randn(1, 3, 8, 8)
@@ -181,3 +209,28 @@ def test_eigenvalue_floor_limits_amplification_of_weak_directions():
     assert plain[0, 0] == pytest.approx(1e-4**-0.5, rel=0.1)
     assert floored[0, 0] == pytest.approx((0.01 * 4.0) ** -0.5, rel=1e-3)
     assert torch.allclose(plain[1:, 1:], floored[1:, 1:])  # strong directions untouched
+
+
+def test_snap_labels_moves_a_loosely_drawn_boundary_onto_the_photos_edge():
+    # A photo with a vertical edge at column 20 (dark left, bright right, noisy), labels 3 / 7
+    # drawn at twice its size with their boundary at column 24: snapped, the boundary is the
+    # photo's, the ids are kept and the map has the photo's size.
+    g = torch.Generator().manual_seed(4)
+    photo = 0.2 + 0.03 * torch.rand(3, 40, 48, generator=g)
+    photo[:, :, 20:] += 0.6
+    drawn = torch.full((80, 96), 3, dtype=torch.long)
+    drawn[:, 48:] = 7
+    snapped = snap_labels(drawn, photo, radius=8)
+    assert snapped.shape == (40, 48) and set(snapped.unique().tolist()) == {3, 7}
+    assert bool((snapped[:, :20] == 3).all()) and bool((snapped[:, 20:] == 7).all())
+    assert bool((resize_labels(drawn, (40, 48))[:, 20:24] == 3).all())  # unsnapped: off
+
+
+def test_snap_labels_drops_labels_too_small_to_whiten():
+    # Stray anti-aliasing colours (a few pixels each) join a neighbouring region.
+    photo = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(9))
+    drawn = torch.zeros(32, 32, dtype=torch.long)
+    drawn[:, 16:] = 5
+    drawn[3, 3], drawn[10, 20] = 11, 12  # one pixel each
+    snapped = snap_labels(drawn, photo, radius=4)
+    assert set(snapped.unique().tolist()) == {0, 5}

@@ -29,6 +29,7 @@ __all__ = [
     "box_mean",
     "downscale",
     "guided_coefficients",
+    "guided_filter",
     "lift",
     "work_shape",
 ]
@@ -70,6 +71,32 @@ def box_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
     return F.avg_pool2d(x, 2 * radius + 1, stride=1, padding=radius, count_include_pad=False)
 
 
+def _guided_fit(
+    guide: torch.Tensor, target: torch.Tensor, radius: int, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-window least squares ``target ≈ A·guide + b``: guide ``(B, 3, h, w)``, target
+    ``(B, K, h, w)`` -> float64 ``A (B, h, w, K, 3)`` and ``b (B, h, w, K)`` (not yet
+    window-averaged)."""
+    # float64 for the local moments: var = E[x²] − E[x]² cancels badly in float32.
+    g, t = guide.double(), target.double()
+    b, k, h, w = t.shape
+    mean_g = box_mean(g, radius)  # (B, 3, h, w)
+    mean_t = box_mean(t, radius)
+    # Local second moments: guide×guide (3×3) and target×guide (K×3), (B, 9 | 3K, h, w).
+    gg = box_mean((g[:, :, None] * g[:, None]).reshape(b, 9, h, w), radius)
+    gt = box_mean((t[:, :, None] * g[:, None]).reshape(b, 3 * k, h, w), radius)
+    mg = mean_g.permute(0, 2, 3, 1)  # (B, h, w, 3)
+    mt = mean_t.permute(0, 2, 3, 1)  # (B, h, w, K)
+    cov_gg = gg.permute(0, 2, 3, 1).reshape(b, h, w, 3, 3) - mg[..., :, None] * mg[..., None, :]
+    # cov_tg[o, i] = cov(target_o, guide_i)
+    cov_tg = gt.permute(0, 2, 3, 1).reshape(b, h, w, k, 3) - mt[..., :, None] * mg[..., None, :]
+    eye = torch.eye(3, dtype=g.dtype, device=g.device)
+    # A (cov_gg + eps·I) = cov_tg, with cov_gg symmetric: solve for Aᵀ.
+    a = torch.linalg.solve(cov_gg + eps * eye, cov_tg.transpose(-1, -2)).transpose(-1, -2)
+    offset = mt - (a @ mg[..., None])[..., 0]  # (B, h, w, K)
+    return a, offset
+
+
 def guided_coefficients(
     guide: torch.Tensor, target: torch.Tensor, radius: int = 4, eps: float = 1e-3
 ) -> torch.Tensor:
@@ -91,25 +118,30 @@ def guided_coefficients(
         raise ValueError(
             f"guide {tuple(guide.shape)} and target {tuple(target.shape)} must have one shape"
         )
-    # float64 for the local moments: var = E[x²] − E[x]² cancels badly in float32.
-    g, t = guide.double(), target.double()
-    b, _, h, w = g.shape
-    mean_g = box_mean(g, radius)  # (B, 3, h, w)
-    mean_t = box_mean(t, radius)
-    # Local second moments: guide×guide (3×3) and guide×target (3×3), each (B, 9, h, w).
-    gg = box_mean((g[:, :, None] * g[:, None]).reshape(b, 9, h, w), radius)
-    gt = box_mean((t[:, :, None] * g[:, None]).reshape(b, 9, h, w), radius)
-    mg = mean_g.permute(0, 2, 3, 1)  # (B, h, w, 3)
-    mt = mean_t.permute(0, 2, 3, 1)
-    cov_gg = gg.permute(0, 2, 3, 1).reshape(b, h, w, 3, 3) - mg[..., :, None] * mg[..., None, :]
-    # cov_tg[o, i] = cov(target_o, guide_i)
-    cov_tg = gt.permute(0, 2, 3, 1).reshape(b, h, w, 3, 3) - mt[..., :, None] * mg[..., None, :]
-    eye = torch.eye(3, dtype=g.dtype, device=g.device)
-    # A (cov_gg + eps·I) = cov_tg, with cov_gg symmetric: solve for Aᵀ.
-    a = torch.linalg.solve(cov_gg + eps * eye, cov_tg.transpose(-1, -2)).transpose(-1, -2)
-    offset = mt - (a @ mg[..., None])[..., 0]  # (B, h, w, 3)
+    a, offset = _guided_fit(guide, target, radius, eps)
+    b, h, w = a.shape[:3]
     coeffs = torch.cat([a.reshape(b, h, w, 9), offset], -1).permute(0, 3, 1, 2)
     return box_mean(coeffs, radius).float()
+
+
+def guided_filter(
+    guide: torch.Tensor, target: torch.Tensor, radius: int, eps: float
+) -> torch.Tensor:
+    """The colour guided filter (He, Sun & Tang 2010) of any number of channels:
+    guide ``(B, 3, h, w)`` in [0, 1], target ``(B, K, h, w)`` -> ``(B, K, h, w)`` float32,
+    ``target`` smoothed except across the guide's edges (e.g. a mask snapped to a photo's
+    outlines: the filter's "feathering")."""
+    _check("guide", guide)
+    _check("target", target, None)
+    if guide.shape[0] != target.shape[0] or guide.shape[-2:] != target.shape[-2:]:
+        raise ValueError(f"guide {tuple(guide.shape)} and target {tuple(target.shape)} differ")
+    a, offset = _guided_fit(guide, target, radius, eps)
+    b, h, w, k = offset.shape
+    mean_a = box_mean(a.reshape(b, h, w, 3 * k).permute(0, 3, 1, 2), radius)  # (B, 3K, h, w)
+    mean_b = box_mean(offset.permute(0, 3, 1, 2), radius)  # (B, K, h, w)
+    g = guide.double()
+    out = mean_b + (mean_a.reshape(b, k, 3, h, w) * g[:, None]).sum(2)
+    return out.float()
 
 
 def _linear_taps(n_out: int, n_in: int, start: int, stop: int, device) -> tuple:

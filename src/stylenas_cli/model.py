@@ -22,7 +22,7 @@ from .encoder import LEVELS, VGGEncoder
 from .genotype import Genotype, resolve
 from .images import ImageError, load_image, load_labels, oriented_size
 from .lift import DEFAULT_WORK_SIZE, LiftConfig, downscale, lift, work_shape
-from .wct import ColourStats, resize_labels, style_stats, wct
+from .wct import ColourStats, resize_labels, snap_labels, style_stats, wct
 
 # Whitening regularisation (see wct.whitening_matrix): the reference code's shrinkage,
 # cleaner skies and fewer blotches; measured on 6 dev pairs: ssim 0.80 -> 0.85 at equal gain.
@@ -49,6 +49,11 @@ IMAGE_POINT = "image"
 # 0.581, lab_w1 4.13 -> 3.25, gram 0.359 -> 0.321; --auto-masks: 0.579 -> 0.589, 3.82 ->
 # 3.29, 0.366 -> 0.338.
 REGION_MIX = 0.0
+REGION_PRIOR = 0.0
+# Drawn label maps are snapped to the content's edges (wct.snap_labels) with a guided filter
+# of this radius in pixels at the working size (0 = off): a boundary drawn loosely around an
+# object gave the background beside it the object's style, a bright halo.
+LABEL_SNAP = 0
 COLOUR_REGIONS = False
 MIN_SIDE = 32  # relu5_1 (1/16) needs at least 2 pixels for reflection padding
 
@@ -94,6 +99,8 @@ class Stylizer(nn.Module):
         self.colour_match = COLOUR_MATCH  # strength of the image-level transfer point
         self.colour_shrink = COLOUR_SHRINK  # its whitening's shrinkage (3×3 RGB covariance)
         self.region_mix = REGION_MIX  # share of the whole style's statistics in each region's
+        self.region_prior = REGION_PRIOR  # share of the whole map's covariance in a region's
+        self.label_snap = LABEL_SNAP  # radius snapping drawn labels to edges (0 = off)
         self.colour_regions = COLOUR_REGIONS  # the image point per region (else whole image)
         self.genotype = resolve(genotype)
         self.encoder = VGGEncoder()
@@ -256,7 +263,8 @@ class Stylizer(nn.Module):
             # In the compute dtype (the statistics and the C×C maths are float64 inside wct)
             # and in place: the decoder consumes its features, nothing else holds this one.
             return wct(x, cache.stats[point], alpha, content_labels, self.shrink, hook, True,
-                       floor=self.eig_floor, soft=soft, global_mix=self.region_mix)  # fmt: skip
+                       floor=self.eig_floor, soft=soft, global_mix=self.region_mix,
+                       region_prior=self.region_prior)  # fmt: skip
 
         auto = cache.centres is not None and content_labels is None
         # Automatic regions (1/8-resolution labels) get soft boundaries; drawn masks stay hard
@@ -279,7 +287,8 @@ class Stylizer(nn.Module):
             labels = content_labels if self.colour_regions else None
             out = wct(out, cache.stats[IMAGE_POINT], alpha * self.colour_match, labels,
                       self.colour_shrink, hook, True, floor=self.eig_floor, soft=soft,
-                      global_mix=self.region_mix).clamp_(0, 1)  # fmt: skip
+                      global_mix=self.region_mix, region_prior=self.region_prior,
+                      ).clamp_(0, 1)  # fmt: skip
         return out
 
     @torch.inference_mode()
@@ -322,7 +331,7 @@ class Stylizer(nn.Module):
         if small is None:
             small = downscale(content, size)
         small = small.to(self.device)
-        labels = None if content_labels is None else resize_labels(content_labels, size)
+        labels = None if content_labels is None else self._fit_labels(content_labels, small)
         target = self.stylize(small, style, alpha, content_labels=labels, smooth=smooth)
         if settle is not None:
             target = settle(small, target)
@@ -332,6 +341,13 @@ class Stylizer(nn.Module):
             out.copy_(target.mul(255).round_() if out.dtype == torch.uint8 else target)
             return out
         return lift(small, target, content.to(self.device), lift_cfg, out)
+
+    def _fit_labels(self, labels: torch.Tensor, small: torch.Tensor) -> torch.Tensor:
+        """A drawn label map (any size) for the content at its working size ``small``
+        ``(B, 3, h, w)``: snapped to its edges (the batch's mean photo), or just resized."""
+        if self.label_snap:
+            return snap_labels(labels.to(small.device), small.mean(0), self.label_snap)
+        return resize_labels(labels, tuple(small.shape[-2:]))
 
     def stylize_pil(
         self,

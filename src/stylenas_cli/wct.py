@@ -21,10 +21,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .lift import guided_filter
+
 RIDGE = 1e-5
 EIG_THRESHOLD = 1e-5
 MIN_LABEL_PIXELS = 10  # fewer pixels than this: a label's own statistics are not trusted
 CHUNK = 1 << 14  # pixels per chunk when accumulating a covariance
+SNAP_EPS = 1e-3  # guided filter ridge when snapping a label map to a photo's edges
+SNAP_PASSES = 2
 
 # (mean (B, C, 1), cov (B, C, C)) -> the same, e.g. averaged over a video shot.
 Smooth = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -173,6 +177,46 @@ def resize_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return resized[0, 0].long()
 
 
+def trusted_labels(labels: torch.Tensor) -> list[int]:
+    """The labels of a map (any shape) with at least :data:`MIN_LABEL_PIXELS` pixels, in
+    ascending order (one pass: a drawn map's anti-aliased edges hold thousands of colours)."""
+    ids, counts = labels.unique(return_counts=True)
+    return ids[counts >= MIN_LABEL_PIXELS].tolist()
+
+
+def snap_labels(
+    labels: torch.Tensor,
+    guide: torch.Tensor,
+    radius: int,
+    eps: float = SNAP_EPS,
+    passes: int = SNAP_PASSES,
+) -> torch.Tensor:
+    """A label map snapped to a photo's edges: labels ``(H', W')`` (any size, e.g. drawn at
+    full resolution), guide ``(3, H, W)`` the photo in [0, 1] -> ``(H, W)`` labels.
+
+    Each label's mask is area-resized to the guide and guided-filtered by it
+    (:func:`~stylenas_cli.lift.guided_filter`), and every pixel takes the label of the largest
+    result: a boundary drawn a few pixels off the object's outline moves onto it, so the
+    pixels beside an object do not take the object's style (a halo). One pass moves a
+    boundary about a quarter of ``radius``, two about half."""
+    size = tuple(guide.shape[-2:])
+    ids, counts = labels.unique(return_counts=True)
+    # Labels too small to be whitened at the guide's size (a drawing's anti-aliased edge
+    # colours) are not kept: their pixels join the neighbouring region they resemble.
+    big = counts * (size[0] * size[1]) >= MIN_LABEL_PIXELS * labels.numel()
+    ids = ids[big] if bool(big.any()) else ids[counts.argmax()][None]
+    onehot = torch.stack(  # one label at a time: (K, H, W) at the guide's size only
+        [
+            F.interpolate((labels == i)[None, None].float(), size=size, mode="area")[0, 0]
+            for i in ids
+        ]  # fmt: skip
+    ).to(guide.device)
+    for _ in range(passes):
+        soft = guided_filter(guide[None].float(), onehot[None], radius, eps)[0]
+        onehot = F.one_hot(soft.argmax(0), len(ids)).permute(2, 0, 1).float()
+    return ids.to(guide.device)[onehot.argmax(0)]
+
+
 def style_stats(style: torch.Tensor, labels: torch.Tensor | None = None) -> dict[int, ColourStats]:
     """Style feature ``(1, C, H, W)`` -> per-label colour statistics.
 
@@ -186,10 +230,8 @@ def style_stats(style: torch.Tensor, labels: torch.Tensor | None = None) -> dict
     stats = {-1: colour_stats_of(flat)}
     if labels is not None:
         lab = resize_labels(labels, style.shape[-2:]).flatten().to(flat.device)
-        for label in lab.unique().tolist():
-            sel = lab == label
-            if int(sel.sum()) >= MIN_LABEL_PIXELS:
-                stats[label] = colour_stats_of(flat[:, sel])
+        for label in trusted_labels(lab):
+            stats[label] = colour_stats_of(flat[:, lab == label])
     return stats
 
 
@@ -204,6 +246,7 @@ def wct(
     floor: float = 0.0,
     soft: float = 0.0,
     global_mix: float = 0.0,
+    region_prior: float = 0.0,
 ) -> torch.Tensor:
     """Whiten each content feature and colour it with the style's statistics.
 
@@ -225,6 +268,10 @@ def wct(
             mixed with this share of the whole style's (:func:`mix_stats`): a region's
             statistics come from fewer pixels, and the output as a whole should still take
             the whole style's.
+        region_prior: with labels, each region is whitened with its own covariance mixed
+            with this share of the whole feature map's (:func:`prior_cov`): a flat region
+            (a clear sky) has tiny variances that whitening alone would stretch over the
+            style region's whole range (a glow along the region's edge).
 
     Returns:
         ``(B, C, H, W)`` in the dtype of ``content``.
@@ -244,11 +291,14 @@ def wct(
         return apply_transform(flat, m, bias, inplace).reshape(b, c, h, w)
     lab = resize_labels(labels, (h, w)).to(content.device)
     flat_lab = lab.flatten()
-    ids = [i for i in flat_lab.unique().tolist() if int((flat_lab == i).sum()) >= MIN_LABEL_PIXELS]
+    ids = trusted_labels(flat_lab)
+    whole_cov = moments(flat)[1] if region_prior else None
     transforms = []
     for label in ids:  # too few pixels to whiten: left as they are
         part = flat[:, :, flat_lab == label]  # (B, C, n)
         mean, cov = moments(part)
+        if whole_cov is not None:
+            cov = prior_cov(cov, whole_cov, region_prior)
         stat = mix_stats(stats.get(label, stats[-1]), stats[-1], global_mix)
         transforms.append(transfer_matrix(mean, cov, stat, alpha, shrink, floor))
     if not soft:
@@ -273,6 +323,12 @@ def mix_stats(region: ColourStats, whole: ColourStats, share: float) -> ColourSt
         return region
     mix = ColourStats((1 - share) * region.mean, (1 - share) * region.colour)
     return ColourStats(mix.mean + share * whole.mean, mix.colour + share * whole.colour)
+
+
+def prior_cov(region: torch.Tensor, whole: torch.Tensor, share: float) -> torch.Tensor:
+    """``(1 - share)·region + share·whole`` for covariances ``(..., C, C)``: a region's
+    whitening then amplifies no direction much beyond what the whole map's would."""
+    return (1 - share) * region + share * whole
 
 
 def soft_weights(labels: torch.Tensor, ids: list[int], radius: int) -> torch.Tensor:

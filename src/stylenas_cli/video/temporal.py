@@ -6,6 +6,10 @@ size) and keep only the previous pair, so a clip of any length is measured in co
 * **Flicker ratio** = mean |out_t − out_{t−1}| / mean |in_t − in_{t−1}| over all consecutive
   frames: 1.0 means the output changes from frame to frame exactly as much as the source; a
   stylisation that flickers scores above 1.
+* **Relative flicker** = the flicker ratio divided by the **contrast ratio** (mean spatial
+  change |x − x shifted by one pixel| of the outputs over the inputs'): a stylisation that
+  stretches contrast by k also changes k times more where things move, which is not
+  flicker; 1.0 means frame-to-frame change in proportion to the output's own contrast.
 * **Flow-warped error** (only where OpenCV is installed: DIS optical flow needs no downloaded
   weights): mean |out_t − warp(out_{t−1})| over pixels whose flow is forward-backward
   consistent, i.e. the change that motion does not explain. The same number for the input is
@@ -37,17 +41,27 @@ def _mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean()) / 255.0
 
 
+def _spatial_change(a: np.ndarray) -> float:
+    """Mean absolute difference of a uint8 frame ``(H, W, 3)`` and itself moved one pixel
+    right and one down (its contrast at the finest scale), in [0, 1] units."""
+    return (_mean_abs_diff(a[:, 1:], a[:, :-1]) + _mean_abs_diff(a[1:], a[:-1])) / 2
+
+
 @dataclass
 class FlickerMeter:
     """Streaming flicker ratio. ``update(in_t, out_t)`` frame by frame, then read ``ratio``."""
 
     in_change: float = 0.0  # sum over pairs of mean |in_t - in_{t-1}|
     out_change: float = 0.0  # the same for the outputs
+    in_contrast: float = 0.0  # sum over frames of the mean spatial change of the inputs
+    out_contrast: float = 0.0  # the same for the outputs
     pairs: int = 0
     _prev: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     def update(self, inp: np.ndarray, out: np.ndarray) -> None:
         _check_pair(inp, out)
+        self.in_contrast += _spatial_change(inp)
+        self.out_contrast += _spatial_change(out)
         if self._prev is not None:
             self.in_change += _mean_abs_diff(inp, self._prev[0])
             self.out_change += _mean_abs_diff(out, self._prev[1])
@@ -61,10 +75,22 @@ class FlickerMeter:
             return float("nan")
         return self.out_change / self.in_change
 
+    @property
+    def contrast_ratio(self) -> float:
+        """Outputs' mean spatial change over the inputs'; NaN for flat inputs."""
+        return self.out_contrast / self.in_contrast if self.in_contrast else float("nan")
+
+    @property
+    def relative(self) -> float:
+        """Flicker ratio per unit of contrast gain (1.0: change in proportion to contrast)."""
+        return self.ratio / self.contrast_ratio if self.out_contrast else float("nan")
+
     def as_dict(self) -> dict:
         n = max(self.pairs, 1)
         return {
             "flicker_ratio": _round(self.ratio),
+            "contrast_ratio": _round(self.contrast_ratio),
+            "relative_flicker": _round(self.relative),
             "input_change": _round(self.in_change / n),
             "output_change": _round(self.out_change / n),
             "frame_pairs": self.pairs,
