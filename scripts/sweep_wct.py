@@ -7,7 +7,9 @@ through ``stylenas eval`` (the default pipeline: working size, lift, style size,
 A setting is ``SHRINK[:FLOOR[:SOFT[:COLOUR[:COLOUR_SHRINK[:REGION_MIX[:COLOUR_REGIONS]]]]]]``
 (the :class:`Stylizer` attributes of ``FIELDS``: whitening shrinkage, eigenvalue floor, mask
 boundary softness, strength of the image-level transfer point and its own shrinkage, share of
-the whole style in each region's statistics, 1/0 = image point per region / whole image);
+the whole style in each region's statistics, 1/0 = image point per region / whole image,
+share of the whole map's covariance in each region's whitening, radius snapping drawn labels
+to the content's edges);
 omitted values: the model's defaults.
 Each writes a full eval report (outputs, contact sheet, CSV) to ``OUT/<folder>/<setting>/``.
 Prints per folder and setting the mean of every metric, the pairs whose gram exceeds 2x
@@ -36,6 +38,8 @@ FIELDS = {
     "colour_shrink": ("colour_shrink", m.COLOUR_SHRINK),
     "region_mix": ("region_mix", m.REGION_MIX),
     "colour_regions": ("colour_regions", float(m.COLOUR_REGIONS)),
+    "region_prior": ("region_prior", m.REGION_PRIOR),
+    "label_snap": ("label_snap", float(m.LABEL_SNAP)),
 }
 SETTING = ("folder", *FIELDS)
 
@@ -62,7 +66,7 @@ def main() -> None:
         def patched(*a, _v=values, **k):
             model = loaded(*a, **k)
             for (attr, _), value in zip(FIELDS.values(), _v, strict=True):
-                setattr(model, attr, value)
+                setattr(model, attr, type(getattr(model, attr))(value))  # int, bool, float
             return model
 
         Stylizer.from_pretrained = patched

@@ -4,7 +4,7 @@ import torch.nn.functional as F
 from skimage import data
 
 from stylenas_cli.genotype import NAMED
-from stylenas_cli.model import Stylizer, pil_to_tensor, tensor_to_pil
+from stylenas_cli.model import WHITEN_SHRINK, Stylizer, pil_to_tensor, tensor_to_pil
 from stylenas_cli.wct import snap_labels, wct
 
 
@@ -173,3 +173,17 @@ def test_drawn_labels_are_snapped_to_the_content_at_the_working_size(stylizer):
         stylizer.label_snap = before
     assert torch.allclose(got, want, atol=1e-5)
     assert not torch.allclose(got, plain, atol=1e-3)
+
+
+def test_settings_are_set_for_a_block_and_restored():
+    model = Stylizer(NAMED["photonas"])
+    before = (model.label_snap, model.region_prior)
+    with model.settings(label_snap=0, region_prior=0.5, shrink=None) as m:
+        assert m is model and (model.label_snap, model.region_prior) == (0, 0.5)
+        assert model.shrink == WHITEN_SHRINK  # None: left as it was
+    assert (model.label_snap, model.region_prior) == before
+    with pytest.raises(RuntimeError), model.settings(label_snap=3):
+        raise RuntimeError("boom")
+    assert model.label_snap == before[0]
+    with pytest.raises(AttributeError, match="no setting"), model.settings(lable_snap=1):
+        pass

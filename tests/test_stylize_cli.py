@@ -499,6 +499,29 @@ def test_masks_change_the_result(tmp_path, style, stylize):
     assert diff.mean() > 0.5
 
 
+def test_mask_snap_moves_the_drawn_boundary_and_zero_keeps_it(tmp_path, style, stylize):
+    # The drawn split is not on the photo's edges: snapping it (the default) changes the
+    # result, --mask-snap 0 uses the mask as drawn; a negative radius is refused.
+    content = write_photo(tmp_path / "a.png")
+    cmask = write_labels(tmp_path / "a_mask.png", (W, H), split=0.45)
+    smask = write_labels(tmp_path / "s_mask.png", STYLE_SIZE)
+    args = ("--content-mask", cmask, "--style-mask", smask)
+    outs = {}
+    for snap in ("default", "0", "8"):
+        outs[snap] = tmp_path / f"out_{snap}.png"
+        extra = () if snap == "default" else ("--mask-snap", snap)
+        result = stylize(content, style, *args, *extra, "-o", outs[snap])
+        assert result.exit_code == 0, result.output
+
+    def pixels(name):
+        return np.asarray(Image.open(outs[name]), np.float32)
+
+    assert np.array_equal(pixels("default"), pixels("8"))
+    assert np.abs(pixels("default") - pixels("0")).mean() > 0.05
+    bad = stylize(content, style, *args, "--mask-snap", "-1", "-o", tmp_path / "bad.png")
+    assert bad.exit_code == 2 and not (tmp_path / "bad.png").exists()
+
+
 def test_content_mask_size_mismatch(tmp_path, style, stylize):
     content = write_photo(tmp_path / "a.jpg")
     cmask = write_labels(tmp_path / "a_mask.png", (40, 40))

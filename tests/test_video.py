@@ -400,7 +400,9 @@ def test_eval_video_reports_the_flicker_ratio(tmp_path, clips):
         eval_video_command, [str(clips["plain"]), str(clips["plain"]), "--json"]
     )
     assert same.exit_code == 0, same.output
-    assert json.loads(same.stdout)["flicker_ratio"] == pytest.approx(1.0)
+    report = json.loads(same.stdout)
+    assert report["flicker_ratio"] == pytest.approx(1.0)
+    assert report["contrast_ratio"] == report["relative_flicker"] == pytest.approx(1.0)
     # The same clip with every frame replaced by noise (encoded like a stylised output).
     noisy = tmp_path / "noisy.mp4"
     frames = list(read_frames(probe(clips["plain"])))
@@ -413,6 +415,7 @@ def test_eval_video_reports_the_flicker_ratio(tmp_path, clips):
     assert result.exit_code == 0, result.output
     ratio = float(re.search(r"flicker ratio\s+([\d.]+)", result.stdout).group(1))
     assert ratio > 1.5
+    assert re.search(r"relative\s+[\d.]+", result.stdout)
     bad = CliRunner().invoke(eval_video_command, [str(clips["plain"]), str(clips["text"])])
     assert_clean_failure(bad, "not a readable video")
 

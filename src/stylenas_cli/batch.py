@@ -51,6 +51,9 @@ class StylizeConfig:
     max_pixels: int | None = DEFAULT_MAX_PIXELS  # larger files are refused (bombs)
     skip_existing: bool = False  # an existing output counts as done (resume a killed batch)
     regions: int = 0  # > 0: automatic semantic regions where no masks are given (automask)
+    # Radius (px at the working size) snapping content_mask to the photo's edges; None: the
+    # model's own (model.LABEL_SNAP), 0: the mask as drawn.
+    mask_snap: int | None = None
 
 
 @dataclass
@@ -211,6 +214,11 @@ def stylize_files(
     kept across calls (a run over many styles reads each once)."""
     if cfg.content_mask and len(contents) != 1:
         raise ImageError("--content-mask works with exactly one content image")
+    with model.settings(label_snap=cfg.mask_snap):
+        return _stylize_files(model, contents, style, outputs, cfg, on_result, styles)
+
+
+def _stylize_files(model, contents, style, outputs, cfg, on_result, styles) -> list[Result]:
     checked, results = precheck(contents, outputs, style, cfg)
     for r in results:
         on_result(r)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from ..config import IMAGE_SUFFIXES
+from ..config import IMAGE_SUFFIXES, LABEL_SNAP
 from ._common import (
     alpha_option,
     arch_option,
@@ -83,6 +83,15 @@ from ._common import (
     "--style-mask",
     type=click.Path(path_type=Path),
     help="Colour-coded label map of the style; same colours = same regions.",
+)
+@click.option(
+    "--mask-snap",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="PX",
+    help=f"Snap --content-mask's boundaries to the photo's edges within about half this "
+    f"radius (pixels at the working size), so no halo follows a loosely drawn outline; "
+    f"0 = use the mask exactly as drawn.  [default: {LABEL_SNAP}]",
 )
 @auto_masks_options
 @click.option(
@@ -162,6 +171,7 @@ def stylize_command(
     precision,
     content_mask,
     style_mask,
+    mask_snap,
     auto_masks,
     regions,
     recursive,
@@ -206,6 +216,7 @@ def stylize_command(
         max_pixels=max_pixels,
         skip_existing=skip_existing,
         regions=regions if auto_masks else 0,
+        mask_snap=mask_snap,
     )
     if backend == "local" and (address or workers):
         raise click.UsageError("--address and --workers go with --backend ray")

@@ -236,7 +236,10 @@ def video_command(
             f"({result.fps:.2f} fps, {result.device}, batch {result.batch_size})[/]"
         )
         if result.flicker is not None:
-            line += f"  flicker ratio {_fmt(result.flicker['flicker_ratio'])}"
+            line += (
+                f"  flicker ratio {_fmt(result.flicker['flicker_ratio'])}"
+                f" (relative {_fmt(result.flicker['relative_flicker'])})"
+            )
         err_console.print(line)
         for note in result.notes:
             err_console.print(f"[dim]note: {escape(note)}[/]")
@@ -266,6 +269,8 @@ def eval_video_command(source, stylized, frames, as_json) -> None:
 
     \b
     flicker ratio: mean |out_t - out_t-1| / mean |in_t - in_t-1| (1.0 = as stable as the source)
+    relative:      the flicker ratio over the contrast ratio (output vs input spatial change):
+                   a stylisation that stretches contrast changes more where things move too
     warp error:    change motion does not explain (needs OpenCV: pip install opencv-python-headless)
     """
     from ..video import has_flow, measure_videos
@@ -278,6 +283,10 @@ def eval_video_command(source, stylized, frames, as_json) -> None:
         f"flicker ratio  {_fmt(report['flicker_ratio'])}  (output change "
         f"{report['output_change']:.4f} / input change {report['input_change']:.4f}, "
         f"{report['frame_pairs']} frame pairs; 1.0 = as stable as the source)"
+    )
+    click.echo(
+        f"relative       {_fmt(report['relative_flicker'])}  (flicker ratio / contrast ratio "
+        f"{_fmt(report['contrast_ratio'])}; 1.0 = change in proportion to contrast)"
     )
     if has_flow():
         click.echo(
