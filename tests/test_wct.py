@@ -9,6 +9,7 @@ from stylenas_cli.wct import (
     snap_labels,
     soft_weights,
     style_stats,
+    trusted_labels,
     wct,
     whiten,
     whitening_matrix,
@@ -234,3 +235,14 @@ def test_snap_labels_drops_labels_too_small_to_whiten():
     drawn[3, 3], drawn[10, 20] = 11, 12  # one pixel each
     snapped = snap_labels(drawn, photo, radius=4)
     assert set(snapped.unique().tolist()) == {0, 5}
+
+
+def test_trusted_labels_are_those_with_enough_pixels():
+    labels = torch.zeros(20, 20, dtype=torch.long)
+    labels[:, 10:] = 7
+    labels[0, :9] = torch.arange(100, 109)  # nine stray colours of one pixel each
+    labels[5, :9] = 3  # nine pixels: one short of MIN_LABEL_PIXELS
+    labels[6, :1] = 3
+    assert trusted_labels(labels) == [0, 3, 7]
+    labels[6, 0] = 0
+    assert trusted_labels(labels) == [0, 7]
