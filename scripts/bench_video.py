@@ -128,9 +128,7 @@ def main() -> int:
             modes = {"no_stabilize": (False, 0.0), "stabilize": (True, 0.0)}
             modes["stabilize_smoothing_0.9"] = (True, 0.9)  # whitens through wct.py (issue 12)
             modes["stabilize_no_image_point"] = (True, 0.0)  # is its flicker the image point's?
-            colour_match = model.colour_match
             for key, (stabilize, smoothing) in modes.items():
-                model.colour_match = 0.0 if key.endswith("no_image_point") else colour_match
                 cfg = VideoConfig(
                     max_size=args.max_size,
                     stabilize=stabilize,
@@ -138,7 +136,9 @@ def main() -> int:
                     flicker=True,
                     work_size=args.work_size,
                 )
-                r = stylize_video(model, args.video, tmp / f"real_{key}.mp4", style, cfg)
+                off = 0.0 if key.endswith("no_image_point") else None  # None: left as it is
+                with model.settings(colour_match=off):
+                    r = stylize_video(model, args.video, tmp / f"real_{key}.mp4", style, cfg)
                 results["clip"]["size"] = f"{r.width}x{r.height}"
                 results["clip"][key] = {
                     "fps": round(r.fps, 3),
@@ -150,7 +150,6 @@ def main() -> int:
                     # decoding, encoding, muxing and waiting: the wall time not in the network
                     "outside_inference": round(1 - r.inference_seconds / r.seconds, 3),
                 }
-            model.colour_match = colour_match
         else:
             print(f"note: {args.video} not found: skipping the real clip", file=sys.stderr)
 
