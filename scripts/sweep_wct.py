@@ -4,12 +4,13 @@ through ``stylenas eval`` (the default pipeline: working size, lift, style size,
     python scripts/sweep_wct.py ../shared/data/bench/stylenas ../shared/data/bench/dpst \
         --settings 0.67:0,0.33:0,0:0,0:0.01 -o runs/sweep/wct
 
-A setting is ``SHRINK[:FLOOR[:SOFT[:COLOUR[:COLOUR_SHRINK[:REGION_MIX[:COLOUR_REGIONS]]]]]]``
+A setting is ``SHRINK[:FLOOR[:SOFT[:COLOUR[:…]]]]``, values in the order of ``FIELDS``
 (the :class:`Stylizer` attributes of ``FIELDS``: whitening shrinkage, eigenvalue floor, mask
 boundary softness, strength of the image-level transfer point and its own shrinkage, share of
 the whole style in each region's statistics, 1/0 = image point per region / whole image,
 share of the whole map's covariance in each region's whitening, radius snapping drawn labels
-to the content's edges);
+to the content's edges, band of automatic region boundaries the photo's colours decide,
+1/0 = automatic regions blended along the photo's edges / by a box);
 omitted values: the model's defaults.
 Each writes a full eval report (outputs, contact sheet, CSV) to ``OUT/<folder>/<setting>/``.
 Prints per folder and setting the mean of every metric, the pairs whose gram exceeds 2x
@@ -40,6 +41,8 @@ FIELDS = {
     "colour_regions": ("colour_regions", float(m.COLOUR_REGIONS)),
     "region_prior": ("region_prior", m.REGION_PRIOR),
     "label_snap": ("label_snap", float(m.LABEL_SNAP)),
+    "region_band": ("region_band", float(m.REGION_BAND)),
+    "guided_blend": ("guided_blend", float(m.GUIDED_BLEND)),
 }
 SETTING = ("folder", *FIELDS)
 

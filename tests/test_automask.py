@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from conftest import write_photo
-from stylenas_cli.automask import assign_regions, style_regions
+from stylenas_cli.automask import assign_regions, refine_regions, style_regions
 from stylenas_cli.cli import main
 
 
@@ -45,6 +45,43 @@ def test_tiny_regions_are_dropped():
     style[0, :, 0, 0] = torch.linspace(-1, 1, 64)  # one odd pixel: 0.5% of the style
     centres, labels = style_regions(style, k=2)
     assert len(centres) == 1 and labels.max() == 0
+
+
+def _sky_and_statue(h: int, w: int, edge: int) -> torch.Tensor:
+    """A ``(3, h, w)`` photo: a smooth light sky left of column ``edge``, a darker textured
+    object right of it."""
+    g = torch.Generator().manual_seed(3)
+    photo = torch.empty(3, h, w)
+    photo[:, :, :edge] = torch.tensor([0.7, 0.8, 0.9])[:, None, None]
+    photo[:, :, edge:] = 0.3 + 0.1 * torch.rand(3, h, w - edge, generator=g)
+    return photo + 0.005 * torch.randn(3, h, w, generator=g)
+
+
+def test_refine_regions_moves_coarse_boundaries_onto_the_photos_edge():
+    # 8-px cells: the coarse boundary sits at column 16, the photo's edge at 22 (the sky
+    # beside the object was labelled as the object, as relu4_1 cells do).
+    photo = _sky_and_statue(32, 64, edge=22)
+    coarse = torch.zeros(4, 8, dtype=torch.long)
+    coarse[:, 2:] = 1
+    refined = refine_regions(coarse, photo, band=16)
+    assert refined.shape == (32, 64)
+    assert (refined[:, :22] == 0).all() and (refined[:, 22:] == 1).all()
+    # Without a band nothing moves: the labels are just upsampled.
+    same = refine_regions(coarse, photo, band=0)
+    assert (same[:, :16] == 0).all() and (same[:, 16:] == 1).all()
+    # A narrow band cannot reach the edge: only pixels within it change.
+    narrow = refine_regions(coarse, photo, band=3)
+    assert (narrow[:, :19] == 0).all() and (narrow[:, 20:] == 1).all()
+
+
+def test_refine_regions_leaves_pixels_far_from_a_boundary_alone():
+    # A patch of sky colour deep inside the object's region keeps the object's label.
+    photo = _sky_and_statue(32, 96, edge=16)
+    photo[:, 8:16, 64:72] = torch.tensor([0.7, 0.8, 0.9])[:, None, None]
+    coarse = torch.zeros(4, 12, dtype=torch.long)
+    coarse[:, 2:] = 1
+    refined = refine_regions(coarse, photo, band=16)
+    assert (refined[8:16, 64:72] == 1).all()
 
 
 def test_auto_masks_stylise_batches_per_photo_and_change_the_result(

@@ -150,6 +150,28 @@ def test_image_point_over_the_whole_image_ignores_the_label_map(stylizer):
     assert (whole - regional).abs().mean() > 1e-3
 
 
+def test_automatic_regions_are_refined_in_the_style_and_the_content(stylizer):
+    # A smooth sky over a textured ground, in both photos: two regions, whose boundaries
+    # the photos' colours refine; the image point then has statistics per region.
+    sky = torch.tensor([0.5, 0.7, 0.95])[None, :, None, None]
+    style = _photo(data.astronaut(), 96, 128)
+    style[..., :40, :] = sky
+    content = _photo(data.chelsea(), 96, 128)
+    content[..., :56, :] = sky * 0.9
+    with stylizer.settings(region_band=0, guided_blend=False):
+        coarse_cache = stylizer.style_cache(style, regions=2)
+        coarse = stylizer.stylize(content, coarse_cache)
+    with stylizer.settings(region_band=16, guided_blend=False):
+        cache = stylizer.style_cache(style, regions=2)
+        refined = stylizer.stylize(content, cache)
+    assert len(cache.centres) == 2 and set(cache.stats["image"]) == {-1, 0, 1}
+    assert (refined - coarse).abs().mean() > 1e-3
+    # The default blends the regions along the photo's edges: another result again.
+    assert stylizer.region_band == 16 and stylizer.guided_blend
+    guided = stylizer.stylize(content, cache)
+    assert (guided - refined).abs().mean() > 1e-4
+
+
 def test_drawn_labels_are_snapped_to_the_content_at_the_working_size(stylizer):
     # With label_snap the network sees the drawn map snapped to the (downscaled) content:
     # the same result as passing the snapped map itself, and not the unsnapped one.

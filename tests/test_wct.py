@@ -3,6 +3,7 @@ import torch
 
 from stylenas_cli.wct import (
     colour,
+    guided_weights,
     mix_stats,
     prior_cov,
     resize_labels,
@@ -192,6 +193,38 @@ def test_soft_boundaries_blend_the_two_region_transforms_only_near_the_boundary(
     # At the boundary rows the result lies between the two regions' means (-5 and +5).
     edge = soft[..., 15:17, :].mean((0, 1, 3))
     assert torch.all(edge.abs() < hard[..., 15:17, :].mean((0, 1, 3)).abs())
+
+
+def test_guided_weights_stay_sharp_across_the_photos_edge_and_blend_in_its_flat_parts():
+    g = torch.Generator().manual_seed(6)
+    photo = 0.3 + 0.01 * torch.rand(3, 24, 40, generator=g)
+    photo[:, :, 20:] += 0.5  # an edge at column 20
+    labels = torch.zeros(24, 40, dtype=torch.long)
+    labels[:, 20:] = 2  # on the edge
+    labels[:, 8:12] = 2  # a block with no edge in the photo (a coarse label's speck)
+    w = guided_weights(labels, [0, 2], photo, radius=4)
+    assert w.shape == (2, 24, 40) and torch.allclose(w.sum(0), torch.ones(24, 40))
+    assert w.min() >= 0 and w.max() <= 1
+    box = soft_weights(labels, [0, 2], radius=4)
+    # Beside the photo's edge each side keeps its own label; the box blur mixes them.
+    assert w[0, :, 18:20].min() > 0.95 and w[1, :, 20:22].min() > 0.95
+    assert box[0, :, 19].max() < 0.8
+    # Inside the flat left part the speck is blended as the box blur blends it.
+    assert torch.allclose(w[1, :, 10], box[1, :, 10], atol=0.1)
+    assert 0.2 < float(w[1, 5, 10]) < 0.8
+
+
+def test_wct_with_a_guide_blends_regions_by_the_photos_edges():
+    stats, labels = _halves()
+    g = torch.Generator().manual_seed(4)
+    content = torch.randn(1, 3, 32, 32, generator=g)
+    photo = torch.full((3, 64, 64), 0.2)
+    photo[:, :32] = 0.8  # the photo's edge is the labels' boundary (rows 16 of the map)
+    hard = wct(content, stats, labels=labels)
+    boxed = wct(content, stats, labels=labels, soft=0.1)
+    guided = wct(content, stats, labels=labels, soft=0.1, guide=photo)
+    assert torch.allclose(guided, hard, atol=0.05)
+    assert not torch.allclose(boxed, hard, atol=0.05)
 
 
 def test_soft_with_one_region_is_that_regions_transfer():

@@ -6,6 +6,11 @@ content pixel joins the region whose centre its own feature is closest to (cosin
 goes to the style's sky and ground to its ground. The style's regions do not depend on the
 content: they are computed once with the style's statistics. The resulting label maps are
 used like user-given masks (per-region WCT with soft boundaries, :func:`~stylenas_cli.wct.wct`).
+
+A relu4_1 label is an 8-pixel cell whose receptive field reaches past an object's outline:
+the sky beside a statue's head joins the statue's region and takes its style (a glow once
+the boundaries are blended). :func:`refine_regions` lets the photo's colours decide the
+pixels near a region boundary, at the photo's own resolution, in the style and the content.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from .config import DEFAULT_REGIONS
 LEVEL = "relu4_1"
 MAX_SAMPLES = 20_000  # feature vectors k-means sees (a sample of a large style)
 MIN_SHARE = 0.05  # a region smaller than this share of the style is merged away
+COLOUR_EPS = 1e-3  # variance added to each region's colour covariance (a grey photo's is flat)
 
 
 def _unit_rows(feature: torch.Tensor) -> torch.Tensor:
@@ -55,3 +61,33 @@ def assign_regions(feature: torch.Tensor, centres: torch.Tensor) -> torch.Tensor
     each pixel's nearest centre by cosine similarity."""
     rows = _unit_rows(feature)
     return (rows @ centres.to(rows.device).T).argmax(1).view(feature.shape[-2:])
+
+
+def refine_regions(labels: torch.Tensor, image: torch.Tensor, band: int) -> torch.Tensor:
+    """Coarse labels ``(h', w')`` (e.g. :func:`assign_regions`' at 1/8) and the photo ``(3, H,
+    W)`` in [0, 1] -> labels ``(H, W)`` whose boundaries follow the photo.
+
+    Each region's colours are modelled by one Gaussian (RGB mean and covariance of its
+    pixels, weighted by its share of the photo); a pixel within ``band`` px of a region
+    boundary takes the most likely of the regions found within ``band`` px of it, the rest
+    keep their label."""
+    h, w = image.shape[-2:]
+    coarse = F.interpolate(labels[None, None].float(), size=(h, w), mode="nearest")[0, 0].long()
+    k = int(coarse.max()) + 1
+    onehot = F.one_hot(coarse, k).permute(2, 0, 1).float()  # (K, H, W)
+    near = F.max_pool2d(onehot[None], 2 * band + 1, 1, band)[0] > 0  # label within band
+    colours = image.flatten(1).T.double()  # (H·W, 3)
+    flat = coarse.flatten()
+    scores = torch.full((k, h * w), -torch.inf, dtype=torch.float64, device=image.device)
+    for i in range(k):
+        own = colours[flat == i]
+        if len(own) < 2:
+            continue
+        cov = torch.cov(own.T) + COLOUR_EPS * torch.eye(3, dtype=own.dtype, device=own.device)
+        diff = colours - own.mean(0)
+        mahalanobis = (diff @ torch.linalg.inv(cov) * diff).sum(1)
+        prior = np.log(len(own) / len(flat))
+        scores[i] = -0.5 * (mahalanobis + torch.logdet(cov)) + prior
+    scores = scores.view(k, h, w).masked_fill(~near, -torch.inf)
+    border = near.sum(0) > 1  # more than one label within the band
+    return torch.where(border, scores.argmax(0), coarse)

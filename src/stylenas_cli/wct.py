@@ -247,6 +247,7 @@ def wct(
     soft: float = 0.0,
     global_mix: float = 0.0,
     region_prior: float = 0.0,
+    guide: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Whiten each content feature and colour it with the style's statistics.
 
@@ -272,6 +273,10 @@ def wct(
             with this share of the whole feature map's (:func:`prior_cov`): a flat region
             (a clear sky) has tiny variances that whitening alone would stretch over the
             style region's whole range (a glow along the region's edge).
+        guide: with ``soft``, the photo ``(3, H, W)`` in [0, 1] (any size; the labels are
+            read at its size): the blend follows its edges (:func:`guided_weights`), so no
+            region's transform reaches across an outline (a bright rim) while blocky labels
+            inside an object still blend.
 
     Returns:
         ``(B, C, H, W)`` in the dtype of ``content``.
@@ -309,7 +314,14 @@ def wct(
         return out.reshape(b, c, h, w)
     # Soft boundaries: each pixel blends its neighbourhood's region transforms (no halo where
     # a hard switch between two very different transforms would draw one).
-    weights = soft_weights(lab, ids, max(1, round(soft * max(h, w)))).to(flat.dtype)
+    if guide is None:
+        weights = soft_weights(lab, ids, max(1, round(soft * max(h, w))))
+    else:
+        size = tuple(guide.shape[-2:])
+        fine = resize_labels(labels.to(guide.device), size)
+        weights = guided_weights(fine, ids, guide, max(1, round(soft * max(size))))
+        weights = F.interpolate(weights[None], size=(h, w), mode="area")[0]
+    weights = weights.to(flat.device, flat.dtype)
     out = flat * (1 - weights.sum(0).flatten())  # pixels of no trusted region: unchanged
     for wk, (m, bias) in zip(weights, transforms):
         out += wk.flatten() * apply_transform(flat, m, bias)
@@ -329,6 +341,19 @@ def prior_cov(region: torch.Tensor, whole: torch.Tensor, share: float) -> torch.
     """``(1 - share)·region + share·whole`` for covariances ``(..., C, C)``: a region's
     whitening then amplifies no direction much beyond what the whole map's would."""
     return (1 - share) * region + share * whole
+
+
+def guided_weights(
+    labels: torch.Tensor, ids: list[int], guide: torch.Tensor, radius: int, eps: float = SNAP_EPS
+) -> torch.Tensor:
+    """Label map ``(H, W)`` and the photo ``(3, H, W)`` -> ``(K, H, W)`` weights of the labels
+    ``ids``: each one-hot map guided-filtered by the photo (smooth where the photo is, kept
+    sharp across its edges), clamped to [0, 1] and normalised to sum to 1 (0 where none of
+    ``ids`` is near)."""
+    onehot = torch.stack([(labels == i) for i in ids]).float()[None]  # (1, K, H, W)
+    soft = guided_filter(guide[None].float(), onehot, radius, eps)[0].clamp_(0, 1)
+    total = soft.sum(0, keepdim=True)
+    return torch.where(total > 0, soft / total.clamp_min(1e-12), soft)
 
 
 def soft_weights(labels: torch.Tensor, ids: list[int], radius: int) -> torch.Tensor:

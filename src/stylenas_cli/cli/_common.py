@@ -256,6 +256,7 @@ def auto_masks_options(f):
         "--auto-masks",
         is_flag=True,
         help="Match regions of the content and the style automatically (clusters of deep "
-        "features: sky to sky, ground to ground) and transfer per region, with soft "
-        "boundaries. Given masks take precedence.",
+        "features: sky to sky, ground to ground, boundaries refined by the photos' colours) "
+        "and transfer per region, blended along the photos' edges. Given masks take "
+        "precedence.",
     )(f)
