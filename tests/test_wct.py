@@ -225,6 +225,18 @@ def test_wct_with_a_guide_blends_regions_by_the_photos_edges():
     guided = wct(content, stats, labels=labels, soft=0.1, guide=photo)
     assert torch.allclose(guided, hard, atol=0.05)
     assert not torch.allclose(boxed, hard, atol=0.05)
+    # A memo shared by one stylisation's transfer points: the weights are computed once
+    # (the second call reads them: a memo holding other weights changes its result).
+    memo: dict = {}
+    first = wct(content, stats, labels=labels, soft=0.1, guide=photo, guide_memo=memo)
+    assert torch.equal(first, guided) and len(memo) == 1
+    (key,) = memo
+    assert torch.equal(
+        wct(content, stats, labels=labels, soft=0.1, guide=photo, guide_memo=memo), first
+    )
+    memo[key] = memo[key].flip(0)
+    swapped = wct(content, stats, labels=labels, soft=0.1, guide=photo, guide_memo=memo)
+    assert not torch.allclose(swapped, first, atol=0.05)
 
 
 def test_soft_with_one_region_is_that_regions_transfer():

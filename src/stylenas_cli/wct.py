@@ -248,6 +248,7 @@ def wct(
     global_mix: float = 0.0,
     region_prior: float = 0.0,
     guide: torch.Tensor | None = None,
+    guide_memo: dict | None = None,
 ) -> torch.Tensor:
     """Whiten each content feature and colour it with the style's statistics.
 
@@ -277,6 +278,8 @@ def wct(
             read at its size): the blend follows its edges (:func:`guided_weights`), so no
             region's transform reaches across an outline (a bright rim) while blocky labels
             inside an object still blend.
+        guide_memo: a dict shared by the calls of one stylisation (the same ``labels`` and
+            ``guide`` at every transfer point): the guided weights are computed once.
 
     Returns:
         ``(B, C, H, W)`` in the dtype of ``content``.
@@ -318,9 +321,13 @@ def wct(
         weights = soft_weights(lab, ids, max(1, round(soft * max(h, w))))
     else:
         size = tuple(guide.shape[-2:])
-        fine = resize_labels(labels.to(guide.device), size)
-        weights = guided_weights(fine, ids, guide, max(1, round(soft * max(size))))
-        weights = F.interpolate(weights[None], size=(h, w), mode="area")[0]
+        radius = max(1, round(soft * max(size)))
+        memo = {} if guide_memo is None else guide_memo
+        key = (tuple(ids), radius)
+        if key not in memo:
+            fine = resize_labels(labels.to(guide.device), size)
+            memo[key] = guided_weights(fine, ids, guide, radius)
+        weights = F.interpolate(memo[key][None], size=(h, w), mode="area")[0]
     weights = weights.to(flat.device, flat.dtype)
     out = flat * (1 - weights.sum(0).flatten())  # pixels of no trusted region: unchanged
     for wk, (m, bias) in zip(weights, transforms):
