@@ -10,7 +10,8 @@ boundary softness, strength of the image-level transfer point and its own shrink
 the whole style in each region's statistics, 1/0 = image point per region / whole image,
 share of the whole map's covariance in each region's whitening, radius snapping drawn labels
 to the content's edges, band of automatic region boundaries the photo's colours decide,
-1/0 = automatic regions blended along the photo's edges / by a box);
+1/0 = automatic regions blended along the photo's edges / by a box, 1/0 = with regions the
+decoder's transfer points transfer too / are left out);
 omitted values: the model's defaults.
 Each writes a full eval report (outputs, contact sheet, CSV) to ``OUT/<folder>/<setting>/``.
 Prints per folder and setting the mean of every metric, the pairs whose gram exceeds 2x
@@ -43,6 +44,7 @@ FIELDS = {
     "label_snap": ("label_snap", float(m.LABEL_SNAP)),
     "region_band": ("region_band", float(m.REGION_BAND)),
     "guided_blend": ("guided_blend", float(m.GUIDED_BLEND)),
+    "regions_in_decoder": ("regions_in_decoder", float(m.REGIONS_IN_DECODER)),
 }
 SETTING = ("folder", *FIELDS)
 

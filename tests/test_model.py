@@ -4,7 +4,13 @@ import torch.nn.functional as F
 from skimage import data
 
 from stylenas_cli.genotype import NAMED
-from stylenas_cli.model import WHITEN_SHRINK, Stylizer, pil_to_tensor, tensor_to_pil
+from stylenas_cli.model import (
+    WHITEN_SHRINK,
+    StyleCache,
+    Stylizer,
+    pil_to_tensor,
+    tensor_to_pil,
+)
 from stylenas_cli.wct import snap_labels, wct
 
 
@@ -170,6 +176,41 @@ def test_automatic_regions_are_refined_in_the_style_and_the_content(stylizer):
     assert stylizer.region_band == 16 and stylizer.guided_blend
     guided = stylizer.stylize(content, cache)
     assert (guided - refined).abs().mean() > 1e-4
+
+
+def _decoder_stats_from(cache: StyleCache, other: StyleCache) -> StyleCache:
+    """``cache`` with its decoder points' statistics (d1 ... d5) taken from ``other``."""
+    stats = {p: other.stats[p] if p.startswith("d") else v for p, v in cache.stats.items()}
+    return StyleCache(stats, cache.size, cache.centres)
+
+
+def test_with_regions_the_decoder_points_are_left_out(stylizer):
+    # With a label map (drawn or automatic) the decoder's points transfer nothing: their
+    # statistics can be anything without changing the result; without labels they count.
+    content = _photo(data.chelsea(), 96, 128)
+    style, other = _photo(data.astronaut(), 96, 128), _photo(data.coffee(), 96, 128)
+    c_lab = torch.zeros(96, 128, dtype=torch.long)
+    c_lab[:48] = 1
+    s_lab = torch.zeros(96, 128, dtype=torch.long)
+    s_lab[:, 64:] = 1
+    drawn = stylizer.style_cache(style, s_lab)
+    swapped = _decoder_stats_from(drawn, stylizer.style_cache(other, s_lab))
+    assert any(p.startswith("d") for p in drawn.stats)
+    assert not stylizer.regions_in_decoder
+    with stylizer.settings(label_snap=0):
+        kept = stylizer.stylize(content, drawn, content_labels=c_lab)
+        assert torch.equal(kept, stylizer.stylize(content, swapped, content_labels=c_lab))
+        with stylizer.settings(regions_in_decoder=True):
+            a = stylizer.stylize(content, drawn, content_labels=c_lab)
+            b = stylizer.stylize(content, swapped, content_labels=c_lab)
+        assert (a - b).abs().mean() > 1e-3 and (a - kept).abs().mean() > 1e-3
+    auto = stylizer.style_cache(style, regions=2)
+    auto_swapped = _decoder_stats_from(auto, stylizer.style_cache(other, regions=2))
+    assert torch.equal(stylizer.stylize(content, auto), stylizer.stylize(content, auto_swapped))
+    plain = stylizer.style_cache(style)
+    plain_swapped = _decoder_stats_from(plain, stylizer.style_cache(other))
+    diff = stylizer.stylize(content, plain) - stylizer.stylize(content, plain_swapped)
+    assert diff.abs().mean() > 1e-3
 
 
 def test_drawn_labels_are_snapped_to_the_content_at_the_working_size(stylizer):
