@@ -69,9 +69,10 @@ GUIDED_BLEND = True
 # outline and a flat region's smooth shading (a clear sky brightening toward the horizon) is
 # stretched over its style region's whole range: the yellow glow along pair 21's skyline,
 # from photonas's d5 alone (each point left out in turn). The encoder points and the image
-# point carry the regions' style. DPST pairs, photonas, ssim / gram: drawn masks 0.586 /
-# 0.314 -> 0.600 / 0.299; --auto-masks 0.598 / 0.308 -> 0.620 / 0.303; worst pair against
-# Reinhard 1.46x -> 1.32x (scratch sweep, the eval's own stylisation).
+# point carry the regions' style. DPST pairs, photonas, ssim / gram (make bench's DPST
+# command): drawn masks 0.593 / 0.308 -> 0.606 / 0.293; --auto-masks 0.601 / 0.310 -> 0.622 /
+# 0.304 (lab_w1 3.42 -> 4.07 and 3.53 -> 4.22: the colours move less far toward the style's);
+# worst pair against Reinhard 1.44x -> 1.32x.
 REGIONS_IN_DECODER = False
 MIN_SIDE = 32  # relu5_1 (1/16) needs at least 2 pixels for reflection padding
 
