@@ -206,6 +206,16 @@ def test_with_regions_the_decoder_points_are_left_out(stylizer):
     auto = stylizer.style_cache(style, regions=2)
     auto_swapped = _decoder_stats_from(auto, stylizer.style_cache(other, regions=2))
     assert torch.equal(stylizer.stylize(content, auto), stylizer.stylize(content, auto_swapped))
+    # Automatic regions: the style pass does not run the decoder for statistics it won't use,
+    # and a summary made so is refused once the decoder's points are switched back on.
+    assert not any(p.startswith("d") for p in auto.stats)
+    with stylizer.settings(regions_in_decoder=True):
+        with pytest.raises(ValueError, match="summarise the style again"):
+            stylizer.stylize(content, auto)
+        full = stylizer.style_cache(style, regions=2)
+        assert all(p in full.stats for p in stylizer.decoder.transfer_points)
+        with_decoder = stylizer.stylize(content, full)
+    assert (with_decoder - stylizer.stylize(content, auto)).abs().mean() > 1e-3
     plain = stylizer.style_cache(style)
     plain_swapped = _decoder_stats_from(plain, stylizer.style_cache(other))
     diff = stylizer.stylize(content, plain) - stylizer.stylize(content, plain_swapped)

@@ -219,6 +219,8 @@ class Stylizer(nn.Module):
                 if level in self.decoder.transfer_points:
                     record(level, feats[level])
             decoder_points = [p for p in self.decoder.transfer_points if p.startswith("d")]
+            if cache.centres is not None and not self.regions_in_decoder:
+                decoder_points = []  # automatic regions: the decoder's points transfer nothing
 
             def record_until_done(point: str, x: torch.Tensor) -> torch.Tensor:
                 if point in decoder_points:
@@ -314,6 +316,13 @@ class Stylizer(nn.Module):
 
         auto = cache.centres is not None and content_labels is None
         regional = auto or content_labels is not None
+        if regional and self.regions_in_decoder:
+            missing = [p for p in self.decoder.transfer_points if p not in cache.stats]
+            if missing:
+                raise ValueError(
+                    f"the style summary has no statistics at {', '.join(missing)} (made with "
+                    "regions_in_decoder off): summarise the style again"
+                )
         # Automatic regions (1/8-resolution labels) get soft boundaries; drawn masks stay hard
         # (soft ones measured worse on the DPST masks: ssim 0.551 vs 0.580).
         soft = self.mask_softness if auto else 0.0
