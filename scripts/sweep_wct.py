@@ -45,6 +45,8 @@ FIELDS = {
     "region_band": ("region_band", float(m.REGION_BAND)),
     "guided_blend": ("guided_blend", float(m.GUIDED_BLEND)),
     "regions_in_decoder": ("regions_in_decoder", float(m.REGIONS_IN_DECODER)),
+    "dead_ratio": ("dead_ratio", m.DEAD_CHANNEL_RATIO),
+    "whitened_reach": ("whitened_reach", m.WHITENED_REACH),
 }
 SETTING = ("folder", *FIELDS)
 

@@ -48,6 +48,28 @@ def test_transfer_hook_runs_at_the_genotype_points_in_order():
     assert Decoder(NAMED["photonas"]).transfer_points == ["relu1_1", "d5"]
 
 
+@pytest.mark.parametrize("name", ["photonas", "photonet"])
+def test_normalised_skips_are_those_whose_channel_scales_the_decoder_ignores(name):
+    torch.manual_seed(0)
+    dec = Decoder(NAMED[name])
+    feats = _feats(1, 32, 32)
+    plain = dec(feats)
+    g = torch.Generator().manual_seed(1)
+    for level in ("relu1_1", "relu2_1", "relu3_1", "relu4_1"):
+        x = feats[level]
+        # How far another feature moves the output, and how far the same feature with each
+        # channel rescaled does (random weights: the deep levels move it little either way).
+        noise = torch.rand(x.shape, generator=g)
+        moved = (dec({**feats, level: noise}) - plain).abs().max()
+        scale = 0.5 + 3 * torch.rand(1, x.shape[1], 1, 1, generator=g)
+        rescaled = (dec({**feats, level: x * scale}) - plain).abs().max()
+        ignored = moved > 0 and rescaled < 0.05 * moved
+        assert ignored == (level in dec.normalised_skips), level
+    expected = {"photonas": {"relu1_1", "relu2_1"}, "photonet": {"relu1_1", "relu2_1",
+                "relu3_1", "relu4_1"}}[name]  # fmt: skip
+    assert dec.normalised_skips == expected
+
+
 def test_transfer_changes_the_output():
     torch.manual_seed(0)
     dec = Decoder(NAMED["photonas"])

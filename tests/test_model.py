@@ -222,6 +222,31 @@ def test_with_regions_the_decoder_points_are_left_out(stylizer):
     assert diff.abs().mean() > 1e-3
 
 
+def test_dead_channels_and_reach_apply_at_the_instance_normalised_skips_only(stylizer, monkeypatch):
+    import stylenas_cli.model as model_module
+
+    calls = []  # (dead_ratio, reach) of each transfer, the image point's last
+
+    def recording_wct(x, stats, *args, **kwargs):
+        calls.append((kwargs.get("dead_ratio", 0.0), kwargs.get("reach", 0.0)))
+        return wct(x, stats, *args, **kwargs)
+
+    content, style = _photo(data.chelsea()), _photo(data.coffee())
+    cache = stylizer.style_cache(style)
+    expected = stylizer.stylize(content, cache)
+    monkeypatch.setattr(model_module, "wct", recording_wct)
+    assert torch.equal(stylizer.stylize(content, cache), expected)
+    points = stylizer.decoder.transfer_points + ["image"]
+    skips = stylizer.decoder.normalised_skips
+    assert "relu1_1" in skips and not any(p.startswith("d") for p in skips)
+    on = (stylizer.dead_ratio, stylizer.whitened_reach)
+    assert on[0] > 0 and on[1] > 0
+    assert calls == [on if p in skips else (0.0, 0.0) for p in points]
+    with stylizer.settings(dead_ratio=0.0, whitened_reach=0.0):
+        off = stylizer.stylize(content, cache)
+    assert (off - expected).abs().mean() > 1e-3
+
+
 def test_drawn_labels_are_snapped_to_the_content_at_the_working_size(stylizer):
     # With label_snap the network sees the drawn map snapped to the (downscaled) content:
     # the same result as passing the snapped map itself, and not the unsnapped one.

@@ -2,6 +2,8 @@ import pytest
 import torch
 
 from stylenas_cli.wct import (
+    CHUNK,
+    channel_keep,
     colour,
     guided_weights,
     mix_stats,
@@ -10,6 +12,7 @@ from stylenas_cli.wct import (
     snap_labels,
     soft_weights,
     style_stats,
+    transfer,
     trusted_labels,
     wct,
     whiten,
@@ -255,6 +258,61 @@ def test_eigenvalue_floor_limits_amplification_of_weak_directions():
     assert plain[0, 0] == pytest.approx(1e-4**-0.5, rel=0.1)
     assert floored[0, 0] == pytest.approx((0.01 * 4.0) ** -0.5, rel=1e-3)
     assert torch.allclose(plain[1:, 1:], floored[1:, 1:])  # strong directions untouched
+
+
+def _style_with_dead_channel(seed: int, dead: int = 2) -> torch.Tensor:
+    style = 4 * _correlated(1, 6, 12, 12, seed)  # its other channels: well above the ratio
+    style[:, dead] = 1e-3 * torch.randn(12, 12, generator=torch.Generator().manual_seed(seed))
+    return style
+
+
+def test_a_channel_the_style_barely_uses_keeps_the_contents_pattern():
+    content = _correlated(2, 6, 16, 16, 11)
+    stats = style_stats(_style_with_dead_channel(12))
+    plain = wct(content, stats)
+    kept = wct(content, stats, dead_ratio=0.5)
+    # Without the guard the dead channel is a faint mix of the other channels ...
+    assert plain[:, 2].std() < 0.01 * content[:, 2].std()
+    corr = torch.corrcoef(torch.stack([plain[0, 2].flatten(), content[0, 2].flatten()]))[0, 1]
+    assert corr.abs() < 0.9
+    # ... with it the content's own channel, and the channels the style uses are unchanged.
+    assert torch.allclose(kept[:, 2], content[:, 2], rtol=0.01, atol=1e-3)  # keep ≈ 0.997
+    others = [0, 1, 3, 4, 5]
+    assert torch.allclose(kept[:, others], plain[:, others], atol=1e-4)
+
+
+def test_channel_keep_ramps_from_one_at_a_dead_channel_to_zero_at_the_ratio():
+    cov = torch.diag(torch.tensor([4.0, 4.0, 4.0, 4.0], dtype=torch.float64))[None]  # sd 2
+    colour_m = torch.diag(torch.tensor([0.0, 0.5, 2.0, 3.0], dtype=torch.float64))  # style sd
+    keep = channel_keep(cov, colour_m, ratio=0.5).flatten()  # threshold: sd 1.0
+    assert keep.tolist() == pytest.approx([1.0, 0.5, 0.0, 0.0])
+
+
+def test_reach_scales_only_the_far_pixels_style_part_down_to_the_reach():
+    # More pixels than one chunk, so the chunked application is covered too.
+    content = _correlated(1, 5, 130, 130, 13)
+    assert content.shape[-1] * content.shape[-2] > CHUNK
+    stats = style_stats(_correlated(1, 5, 20, 20, 14))
+    flat = content.flatten(2)
+    mean = flat.double().mean(-1, keepdim=True)
+    centred = flat.double() - mean
+    cov = centred @ centred.transpose(-1, -2) / (flat.shape[-1] - 1)
+    free = transfer(mean, cov, stats[-1], shrink=0.67)
+    t = transfer(mean, cov, stats[-1], shrink=0.67, reach=1.2)
+    rms = (t.white @ centred).pow(2).mean(1).sqrt()[0]  # (N,)
+    assert 0.05 < (rms > 1.2).float().mean() < 0.6  # the limit touches some pixels only
+    near, far = rms <= 1.2, rms > 1.2
+    plain, limited = free.apply(flat)[0], t.apply(flat)[0]
+    assert torch.allclose(limited[:, near], plain[:, near], atol=1e-4)
+    style_mean = stats[-1].mean.float()
+    scale = (1.2 / rms[far]).float()
+    assert torch.allclose(limited[:, far] - style_mean, scale * (plain[:, far] - style_mean),
+                          atol=1e-4)  # fmt: skip
+    via_wct = wct(content, stats, shrink=0.67, reach=1.2).flatten(2)[0]
+    assert torch.allclose(via_wct, limited, atol=1e-4)
+    inplace = flat.clone()
+    assert torch.equal(t.apply(inplace, inplace=True), inplace)
+    assert torch.allclose(inplace[0], limited)
 
 
 def test_snap_labels_moves_a_loosely_drawn_boundary_onto_the_photos_edge():

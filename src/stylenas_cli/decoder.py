@@ -140,6 +140,17 @@ class Decoder(nn.Module):
         points = [level for bit, level in ENCODER_POINTS if g.on(bit)]
         return points + [f"d{k}" for k in range(1, 6) if g.on(f"d{k}_transfer")]
 
+    @property
+    def normalised_skips(self) -> frozenset[str]:
+        """Encoder levels the decoder uses only instance-normalised: pooled into the
+        bottleneck (``bfa_*``) and fused, if at all, with the ``*_in`` bit on. Only their
+        channels' patterns reach the decoder, each brought to unit variance."""
+        g = self.genotype
+        pooled = {lv for bit, lv, _ in BFA_SKIPS if g.on(bit)}
+        fused = {s.skip: g.on(f"{s.name}_in") for s in stage_specs() if g.on(f"{s.name}_concat")}
+        used = pooled | set(fused)
+        return frozenset(lv for lv in used if fused.get(lv, True))
+
     def _maybe(self, name: str, x: torch.Tensor) -> torch.Tensor:
         return self.convs[name](x) if name in self.convs else x
 

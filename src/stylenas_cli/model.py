@@ -74,6 +74,20 @@ GUIDED_BLEND = True
 # 0.304 (lab_w1 3.42 -> 4.07 and 3.53 -> 4.22: the colours move less far toward the style's);
 # worst pair against Reinhard 1.44x -> 1.32x.
 REGIONS_IN_DECODER = False
+# At the encoder levels the decoder only uses instance-normalised (photonas's relu1_1 skip)
+# the decoder sees each channel's pattern at unit variance, whatever WCT made of its scale.
+# Two limits there (the bright rim along pair 02's ridge, every mode; 07's skyline): a
+# channel the style barely uses keeps the content's own pattern (wct.channel_keep: coloured
+# with near-zero variance it holds a faint mix of the content's whitened directions, which
+# the normalisation blows up; the night style of 02 has 4 relu1_1 channels under 0.1 of
+# the content's deviation), and each pixel's whitened vector is coloured at most at RMS 1
+# (wct.Transform: the ridge is the content's rarest feature). Rim on 02, plain (luminance
+# over the sky beside it, median along the ridge): 88 -> 41 (dead channels alone) -> 18;
+# drawn masks 18 -> 0. photonas, ssim / gram: StyleNAS pairs 0.830 / 0.257 -> 0.834 / 0.252;
+# DPST plain 0.598 / 0.318 -> 0.604 / 0.332. Ratio 2.0 took the rim to 15 but StyleNAS gram
+# to 0.272; reach 0.7 cost DPST ssim (0.601).
+DEAD_CHANNEL_RATIO = 1.0
+WHITENED_REACH = 1.0
 MIN_SIDE = 32  # relu5_1 (1/16) needs at least 2 pixels for reflection padding
 
 # (transfer point, content mean (B, C, 1), cov (B, C, C)) -> smoothed moments (video).
@@ -123,6 +137,8 @@ class Stylizer(nn.Module):
         self.region_band = REGION_BAND  # px by automatic region boundaries the colours decide
         self.guided_blend = GUIDED_BLEND  # automatic regions' blend follows the photo's edges
         self.regions_in_decoder = REGIONS_IN_DECODER  # with regions, transfer at d1...d5 too
+        self.dead_ratio = DEAD_CHANNEL_RATIO  # style channels this weak keep the content's
+        self.whitened_reach = WHITENED_REACH  # at those levels: whitened RMS coloured at most
         self.colour_regions = COLOUR_REGIONS  # the image point per region (else whole image)
         self.genotype = resolve(genotype)
         self.encoder = VGGEncoder()
@@ -309,10 +325,13 @@ class Stylizer(nn.Module):
             hook = partial(smooth, point) if smooth is not None else None
             # In the compute dtype (the statistics and the C×C maths are float64 inside wct)
             # and in place: the decoder consumes its features, nothing else holds this one.
+            normalised = point in self.decoder.normalised_skips
+            dead = self.dead_ratio if normalised else 0.0
+            reach = self.whitened_reach if normalised else 0.0
             return wct(x, cache.stats[point], alpha, content_labels, self.shrink, hook, True,
                        floor=self.eig_floor, soft=soft, global_mix=self.region_mix,
                        region_prior=self.region_prior, guide=guide,
-                       guide_memo=memo)  # fmt: skip
+                       guide_memo=memo, dead_ratio=dead, reach=reach)  # fmt: skip
 
         auto = cache.centres is not None and content_labels is None
         regional = auto or content_labels is not None

@@ -104,6 +104,71 @@ def whitening_matrix(
     return matrix_power(cov, -0.5, ridge, eig_threshold, floor)
 
 
+@dataclass(frozen=True)
+class Transform:
+    """One transfer ``y = M·x + b`` (``M (B, C, C)``, ``b (B, C, 1)``, float64), optionally with
+    a reach limit: where a pixel's whitened vector ``white·(x − mean)`` has an RMS above
+    ``reach``, its style-coloured part ``excess·(x − mean)`` is scaled down to that RMS."""
+
+    m: torch.Tensor
+    b: torch.Tensor
+    reach: float = 0.0
+    mean: torch.Tensor | None = None  # (B, C, 1)
+    white: torch.Tensor | None = None  # (B, C, C)
+    excess: torch.Tensor | None = None  # (B, C, C)
+
+    def apply(self, flat: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """``flat (B, C, N)`` -> transformed, in ``flat``'s dtype (``inplace``: written back)."""
+        if not self.reach:
+            return apply_transform(flat, self.m, self.b, inplace)
+        c = flat.shape[1]
+        # One product per chunk gives the affine result, the whitened vector and the part to
+        # scale back: y = M·(x − mean) + (M·mean + b) − cut·excess·(x − mean).
+        rows = torch.cat([self.m, self.white, self.excess], 1).float()  # (B, 3C, C)
+        offset = (self.m @ self.mean + self.b).float()
+        mean = self.mean.float()
+        out = flat if inplace else torch.empty_like(flat)
+        for part, dst in zip(flat.split(CHUNK, dim=-1), out.split(CHUNK, dim=-1)):
+            y, white, excess = (rows @ (part.float() - mean)).split(c, dim=1)
+            rms = white.pow(2).mean(1, keepdim=True).sqrt()  # (B, 1, n)
+            cut = (1.0 - self.reach / rms.clamp_min(1e-12)).clamp_min(0.0)  # 1 − scale
+            dst.copy_(y.add_(offset).sub_(cut * excess))
+        return out
+
+
+def transfer(
+    mean: torch.Tensor,
+    cov: torch.Tensor,
+    stats: ColourStats,
+    alpha: float = 1.0,
+    shrink: float = 0.0,
+    floor: float = 0.0,
+    dead_ratio: float = 0.0,
+    reach: float = 0.0,
+) -> Transform:
+    """Content moments (mean ``(B, C, 1)``, cov ``(B, C, C)``) and a style's statistics ->
+    the :class:`Transform` ``y = alpha·(colour · whiten(x − mean) + style_mean) + (1 −
+    alpha)·x``; ``dead_ratio`` > 0: channels the style barely uses keep the content's
+    (:func:`channel_keep`); ``reach`` > 0: a pixel's whitened vector is coloured at most at
+    this RMS (the content's rarest pixels, its sharpest edges, are where colouring
+    extrapolates furthest)."""
+    colour_m = stats.colour.to(cov.device, torch.float64)
+    white = whitening_matrix(cov, shrink, floor=floor)
+    t = colour_m @ white
+    eye = torch.eye(cov.shape[-1], dtype=torch.float64, device=cov.device)
+    m = alpha * t + (1.0 - alpha) * eye
+    b = alpha * (stats.mean.to(cov.device, torch.float64) - t @ mean.double())
+    excess = alpha * t
+    if dead_ratio:
+        keep = channel_keep(cov, colour_m, dead_ratio)  # (B, C, 1)
+        m = (1.0 - keep) * m + keep * eye
+        b = (1.0 - keep) * b
+        excess = (1.0 - keep) * excess
+    if not reach:
+        return Transform(m, b)
+    return Transform(m, b, reach, mean.double(), white.expand_as(m), excess)
+
+
 def transfer_matrix(
     mean: torch.Tensor,
     cov: torch.Tensor,
@@ -111,16 +176,27 @@ def transfer_matrix(
     alpha: float = 1.0,
     shrink: float = 0.0,
     floor: float = 0.0,
+    dead_ratio: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Content moments (mean ``(B, C, 1)``, cov ``(B, C, C)``) and a style's statistics ->
-    the fused transform ``M (B, C, C)``, ``b (B, C, 1)`` (float64) with
-    ``M·x + b = alpha·(colour · whiten(x − mean) + style_mean) + (1 − alpha)·x``."""
-    colour_m = stats.colour.to(cov.device, torch.float64)
-    t = colour_m @ whitening_matrix(cov, shrink, floor=floor)
-    eye = torch.eye(cov.shape[-1], dtype=torch.float64, device=cov.device)
-    m = alpha * t + (1.0 - alpha) * eye
-    b = alpha * (stats.mean.to(cov.device, torch.float64) - t @ mean.double())
-    return m, b
+    """The fused affine ``M (B, C, C)``, ``b (B, C, 1)`` of :func:`transfer` (no reach limit)."""
+    t = transfer(mean, cov, stats, alpha, shrink, floor, dead_ratio)
+    return t.m, t.b
+
+
+def channel_keep(cov: torch.Tensor, colour_m: torch.Tensor, ratio: float) -> torch.Tensor:
+    """How much of each content channel to keep as it is, ``(B, C, 1)`` in [0, 1], from the
+    content's covariance ``(B, C, C)`` and the style's colouring matrix ``(C, C)``.
+
+    A channel the style barely uses (its standard deviation below ``ratio`` × the content's:
+    a night photo never fires relu1_1's filters for bright yellow) is coloured with almost no
+    variance, a faint mixture of the content's whitened directions, strongest at the
+    content's sharpest edges. A decoder that instance-normalises its skips blows that mixture
+    up to full strength: a bright rim along pair 02's ridge. Such a channel keeps the
+    content's own pattern instead, 1 at zero style deviation down to 0 at ``ratio``."""
+    style_sd = colour_m.pow(2).sum(-1).sqrt()  # colour is symmetric: diag(colour²)^½
+    content_sd = cov.double().diagonal(dim1=-2, dim2=-1).clamp_min(0).sqrt()
+    use = style_sd / (ratio * content_sd).clamp_min(torch.finfo(torch.float64).tiny)
+    return (1.0 - use.clamp(0.0, 1.0)).unsqueeze(-1)
 
 
 def apply_transform(
@@ -249,6 +325,8 @@ def wct(
     region_prior: float = 0.0,
     guide: torch.Tensor | None = None,
     guide_memo: dict | None = None,
+    dead_ratio: float = 0.0,
+    reach: float = 0.0,
 ) -> torch.Tensor:
     """Whiten each content feature and colour it with the style's statistics.
 
@@ -280,6 +358,10 @@ def wct(
             inside an object still blend.
         guide_memo: a dict shared by the calls of one stylisation (the same ``labels`` and
             ``guide`` at every transfer point): the guided weights are computed once.
+        dead_ratio: channels the style barely uses keep the content's own
+            (:func:`channel_keep`); 0 = off.
+        reach: each pixel's whitened vector is coloured at most at this RMS
+            (:class:`Transform`); 0 = no limit.
 
     Returns:
         ``(B, C, H, W)`` in the dtype of ``content``.
@@ -295,8 +377,8 @@ def wct(
         mean, cov = moments(flat)
         if smooth is not None:
             mean, cov = smooth(mean, cov)
-        m, bias = transfer_matrix(mean, cov, stats[-1], alpha, shrink, floor)
-        return apply_transform(flat, m, bias, inplace).reshape(b, c, h, w)
+        t = transfer(mean, cov, stats[-1], alpha, shrink, floor, dead_ratio, reach)
+        return t.apply(flat, inplace).reshape(b, c, h, w)
     lab = resize_labels(labels, (h, w)).to(content.device)
     flat_lab = lab.flatten()
     ids = trusted_labels(flat_lab)
@@ -308,12 +390,12 @@ def wct(
         if whole_cov is not None:
             cov = prior_cov(cov, whole_cov, region_prior)
         stat = mix_stats(stats.get(label, stats[-1]), stats[-1], global_mix)
-        transforms.append(transfer_matrix(mean, cov, stat, alpha, shrink, floor))
+        transforms.append(transfer(mean, cov, stat, alpha, shrink, floor, dead_ratio, reach))
     if not soft:
         out = flat if inplace else flat.clone()
-        for label, (m, bias) in zip(ids, transforms):
+        for label, t in zip(ids, transforms):
             sel = flat_lab == label
-            out[:, :, sel] = apply_transform(flat[:, :, sel], m, bias)
+            out[:, :, sel] = t.apply(flat[:, :, sel])
         return out.reshape(b, c, h, w)
     # Soft boundaries: each pixel blends its neighbourhood's region transforms (no halo where
     # a hard switch between two very different transforms would draw one).
@@ -330,8 +412,8 @@ def wct(
         weights = F.interpolate(memo[key][None], size=(h, w), mode="area")[0]
     weights = weights.to(flat.device, flat.dtype)
     out = flat * (1 - weights.sum(0).flatten())  # pixels of no trusted region: unchanged
-    for wk, (m, bias) in zip(weights, transforms):
-        out += wk.flatten() * apply_transform(flat, m, bias)
+    for wk, t in zip(weights, transforms):
+        out += wk.flatten() * t.apply(flat)
     return out.reshape(b, c, h, w)
 
 
