@@ -25,7 +25,7 @@ from stylenas_cli.evaluation import find_pairs
 from stylenas_cli.images import load_image
 from stylenas_cli.lift import work_shape
 from stylenas_cli.model import IMAGE_POINT, Stylizer
-from stylenas_cli.wct import ColourStats, moments, transfer_matrix, wct
+from stylenas_cli.wct import ColourStats, moments, transfer, wct
 
 
 def main() -> None:
@@ -80,7 +80,7 @@ def analyse(flat: torch.Tensor, stats: ColourStats, shrink: float) -> list[str]:
     s_evals = torch.linalg.eigvalsh(stats.colour.double() @ stats.colour.double())
     s_keep = s_evals > 1e-5
     s_spread = float(s_evals[s_keep].max() / s_evals[s_keep].min())
-    m, _ = transfer_matrix(mean, cov, stats, 1.0, shrink)
+    m = transfer(mean, cov, stats, 1.0, shrink).m
     gain = float(torch.linalg.matrix_norm(m[0], ord=2))
     # Output variance = Σ_k λ_k |M v_k|² over the content's eigen-directions v_k.
     contrib = evals.clamp_min(0) * (m[0] @ evecs).pow(2).sum(0)

@@ -8,7 +8,7 @@ import torch
 
 from stylenas_cli.model import WHITEN_SHRINK, Stylizer
 from stylenas_cli.video import StabilizeConfig, Stabilizer, stylize_frames
-from stylenas_cli.wct import apply_transform, moments, style_stats, transfer_matrix, wct
+from stylenas_cli.wct import apply_transform, moments, style_stats, transfer, wct
 
 
 def _features(b: int, seed: int) -> torch.Tensor:
@@ -42,8 +42,8 @@ def test_later_frames_whiten_with_the_running_moments():
     mean, cov = moments(x.reshape(2, 6, 100))
     mixed_mean = m * mean[0] + (1 - m) * mean[1]
     mixed_cov = m * cov[0] + (1 - m) * cov[1]
-    t, b = transfer_matrix(mixed_mean[None], mixed_cov[None], stats[-1], 1.0, WHITEN_SHRINK)
-    want = apply_transform(x[1:].reshape(1, 6, 100), t, b).reshape(1, 6, 10, 10)
+    t = transfer(mixed_mean[None], mixed_cov[None], stats[-1], 1.0, WHITEN_SHRINK)
+    want = apply_transform(x[1:].reshape(1, 6, 100), t.m, t.b).reshape(1, 6, 10, 10)
     assert torch.allclose(got[1:], want, atol=1e-5)
     assert torch.allclose(got[:1], wct(x[:1], stats, shrink=WHITEN_SHRINK), atol=1e-5)
 

@@ -108,7 +108,8 @@ def whitening_matrix(
 class Transform:
     """One transfer ``y = M·x + b`` (``M (B, C, C)``, ``b (B, C, 1)``, float64), optionally with
     a reach limit: where a pixel's whitened vector ``white·(x − mean)`` has an RMS above
-    ``reach``, its style-coloured part ``excess·(x − mean)`` is scaled down to that RMS."""
+    ``reach``, its style-coloured part ``excess·(x − mean)`` is scaled down to that RMS
+    (applied in float32: three C×C products per pixel instead of one)."""
 
     m: torch.Tensor
     b: torch.Tensor
@@ -167,20 +168,6 @@ def transfer(
     if not reach:
         return Transform(m, b)
     return Transform(m, b, reach, mean.double(), white.expand_as(m), excess)
-
-
-def transfer_matrix(
-    mean: torch.Tensor,
-    cov: torch.Tensor,
-    stats: ColourStats,
-    alpha: float = 1.0,
-    shrink: float = 0.0,
-    floor: float = 0.0,
-    dead_ratio: float = 0.0,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The fused affine ``M (B, C, C)``, ``b (B, C, 1)`` of :func:`transfer` (no reach limit)."""
-    t = transfer(mean, cov, stats, alpha, shrink, floor, dead_ratio)
-    return t.m, t.b
 
 
 def channel_keep(cov: torch.Tensor, colour_m: torch.Tensor, ratio: float) -> torch.Tensor:
