@@ -144,13 +144,14 @@ def transfer(
     alpha: float = 1.0,
     shrink: float = 0.0,
     floor: float = 0.0,
-    dead_ratio: float = 0.0,
+    keep: torch.Tensor | None = None,
     reach: float = 0.0,
 ) -> Transform:
     """Content moments (mean ``(B, C, 1)``, cov ``(B, C, C)``) and a style's statistics ->
     the :class:`Transform` ``y = alpha·(colour · whiten(x − mean) + style_mean) + (1 −
-    alpha)·x``; ``dead_ratio`` > 0: channels the style barely uses keep the content's
-    (:func:`channel_keep`); ``reach`` > 0: a pixel's whitened vector is coloured at most at
+    alpha)·x``; ``keep`` ``(B, C, 1)``: the share of each channel transferred on its own
+    instead, the content's pattern at the style's mean and deviation (AdaIN; see
+    :func:`channel_keep`); ``reach`` > 0: a pixel's whitened vector is coloured at most at
     this RMS (the content's rarest pixels, its sharpest edges, are where colouring
     extrapolates furthest)."""
     colour_m = stats.colour.to(cov.device, torch.float64)
@@ -158,12 +159,17 @@ def transfer(
     t = colour_m @ white
     eye = torch.eye(cov.shape[-1], dtype=torch.float64, device=cov.device)
     m = alpha * t + (1.0 - alpha) * eye
-    b = alpha * (stats.mean.to(cov.device, torch.float64) - t @ mean.double())
+    style_mean = stats.mean.to(cov.device, torch.float64)
+    b = alpha * (style_mean - t @ mean.double())
     excess = alpha * t
-    if dead_ratio:
-        keep = channel_keep(cov, colour_m, dead_ratio)  # (B, C, 1)
-        m = (1.0 - keep) * m + keep * eye
-        b = (1.0 - keep) * b
+    if keep is not None:
+        # The kept share: each channel's own deviations scaled to the style's (a decoder that
+        # instance-normalises sees the content's pattern; with regions every region's
+        # channel keeps the mean and scale its styled neighbours have).
+        content_sd = cov.double().diagonal(dim1=-2, dim2=-1).clamp_min(1e-12).sqrt()
+        gain = (colour_m.pow(2).sum(-1).sqrt() / content_sd).unsqueeze(-1)  # (B, C, 1)
+        m = (1.0 - keep) * m + keep * (alpha * gain + 1.0 - alpha) * eye
+        b = (1.0 - keep) * b + keep * alpha * (style_mean - gain * mean.double())
         excess = (1.0 - keep) * excess
     if not reach:
         return Transform(m, b)
@@ -180,6 +186,7 @@ def channel_keep(cov: torch.Tensor, colour_m: torch.Tensor, ratio: float) -> tor
     content's sharpest edges. A decoder that instance-normalises its skips blows that mixture
     up to full strength: a bright rim along pair 02's ridge. Such a channel keeps the
     content's own pattern instead, 1 at zero style deviation down to 0 at ``ratio``."""
+    colour_m = colour_m.to(cov.device, torch.float64)
     style_sd = colour_m.pow(2).sum(-1).sqrt()  # colour is symmetric: diag(colour²)^½
     content_sd = cov.double().diagonal(dim1=-2, dim2=-1).clamp_min(0).sqrt()
     use = style_sd / (ratio * content_sd).clamp_min(torch.finfo(torch.float64).tiny)
@@ -345,8 +352,9 @@ def wct(
             inside an object still blend.
         guide_memo: a dict shared by the calls of one stylisation (the same ``labels`` and
             ``guide`` at every transfer point): the guided weights are computed once.
-        dead_ratio: channels the style barely uses keep the content's own
-            (:func:`channel_keep`); 0 = off.
+        dead_ratio: channels the style barely uses keep the content's own deviations
+            (:func:`channel_keep`, from the whole photos' statistics also with labels);
+            0 = off.
         reach: each pixel's whitened vector is coloured at most at this RMS
             (:class:`Transform`); 0 = no limit.
 
@@ -364,20 +372,24 @@ def wct(
         mean, cov = moments(flat)
         if smooth is not None:
             mean, cov = smooth(mean, cov)
-        t = transfer(mean, cov, stats[-1], alpha, shrink, floor, dead_ratio, reach)
+        keep = channel_keep(cov, stats[-1].colour, dead_ratio) if dead_ratio else None
+        t = transfer(mean, cov, stats[-1], alpha, shrink, floor, keep, reach)
         return t.apply(flat, inplace).reshape(b, c, h, w)
     lab = resize_labels(labels, (h, w)).to(content.device)
     flat_lab = lab.flatten()
     ids = trusted_labels(flat_lab)
-    whole_cov = moments(flat)[1] if region_prior else None
+    whole_cov = moments(flat)[1] if region_prior or dead_ratio else None
+    # Which channels the style barely uses is a property of the whole photos: every region
+    # keeps the same share of each channel (a smooth style region is not "unused").
+    keep = channel_keep(whole_cov, stats[-1].colour, dead_ratio) if dead_ratio else None
     transforms = []
     for label in ids:  # too few pixels to whiten: left as they are
         part = flat[:, :, flat_lab == label]  # (B, C, n)
         mean, cov = moments(part)
-        if whole_cov is not None:
+        if region_prior:
             cov = prior_cov(cov, whole_cov, region_prior)
         stat = mix_stats(stats.get(label, stats[-1]), stats[-1], global_mix)
-        transforms.append(transfer(mean, cov, stat, alpha, shrink, floor, dead_ratio, reach))
+        transforms.append(transfer(mean, cov, stat, alpha, shrink, floor, keep, reach))
     if not soft:
         out = flat if inplace else flat.clone()
         for label, t in zip(ids, transforms):
