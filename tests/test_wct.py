@@ -288,6 +288,23 @@ def test_a_channel_the_style_barely_uses_keeps_the_contents_pattern():
     assert torch.allclose(kept[:, others], plain[:, others], atol=1e-4)
 
 
+def test_with_labels_every_region_keeps_a_dead_channels_pattern_at_its_style_regions_scale():
+    content = _correlated(1, 6, 16, 16, 15)
+    style = _style_with_dead_channel(16)
+    c_lab = torch.zeros(16, 16, dtype=torch.long)
+    c_lab[8:] = 1
+    s_lab = torch.zeros(12, 12, dtype=torch.long)
+    s_lab[:, 6:] = 1
+    stats = style_stats(style, s_lab)
+    kept = wct(content, stats, labels=c_lab, dead_ratio=0.5, region_prior=0.3)
+    for label in (0, 1):
+        rows = c_lab == label
+        k, c = kept[0, 2][rows], content[0, 2][rows]
+        assert torch.corrcoef(torch.stack([k, c]))[0, 1] > 0.999
+        assert k.mean() == pytest.approx(stats[label].mean[2].item(), abs=1e-4)
+        assert k.std() == pytest.approx(stats[label].colour[2].norm().item(), rel=0.05)
+
+
 def test_channel_keep_ramps_from_one_at_a_dead_channel_to_zero_at_the_ratio():
     cov = torch.diag(torch.tensor([4.0, 4.0, 4.0, 4.0], dtype=torch.float64))[None]  # sd 2
     colour_m = torch.diag(torch.tensor([0.0, 0.5, 2.0, 3.0], dtype=torch.float64))  # style sd
