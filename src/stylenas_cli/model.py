@@ -75,17 +75,18 @@ GUIDED_BLEND = True
 # worst pair against Reinhard 1.44x -> 1.32x.
 REGIONS_IN_DECODER = False
 # At the encoder levels the decoder only uses instance-normalised (photonas's relu1_1 skip)
-# the decoder sees each channel's pattern at unit variance, whatever WCT made of its scale.
-# Two limits there (the bright rim along pair 02's ridge, every mode; 07's skyline): a
-# channel the style barely uses keeps the content's own pattern (wct.channel_keep: coloured
-# with near-zero variance it holds a faint mix of the content's whitened directions, which
-# the normalisation blows up; the night style of 02 has 4 relu1_1 channels under 0.1 of
-# the content's deviation), and each pixel's whitened vector is coloured at most at RMS 1
+# it sees each channel's pattern at unit variance, whatever WCT made of its scale. Two
+# limits there (the bright rim along pair 02's ridge, every mode; 07's skyline): a channel
+# the style barely uses is, in proportion, transferred on its own (AdaIN; wct.channel_keep:
+# coloured with near-zero variance it holds a faint mix of the content's whitened directions,
+# which the normalisation blows up; the night style of 02 has 4 relu1_1 channels under 0.1
+# of the content's deviation), and each pixel's whitened vector is coloured at most at RMS 1
 # (wct.Transform: the ridge is the content's rarest feature). Rim on 02, plain (luminance
-# over the sky beside it, median along the ridge): 88 -> 41 (dead channels alone) -> 18;
-# drawn masks 18 -> 0. photonas, ssim / gram: StyleNAS pairs 0.830 / 0.257 -> 0.834 / 0.252;
-# DPST plain 0.598 / 0.318 -> 0.604 / 0.332. Ratio 2.0 took the rim to 15 but StyleNAS gram
-# to 0.272; reach 0.7 cost DPST ssim (0.601).
+# over the sky beside it, median along the ridge): 88 -> 41 (channels alone) -> 21; drawn
+# masks 18 -> 10; auto 37 -> 22. photonas, ssim / gram (make bench): StyleNAS pairs 0.830 /
+# 0.257 -> 0.833 / 0.252; DPST plain 0.598 / 0.318 -> 0.602 / 0.329, masks 0.606 / 0.293 ->
+# 0.612 / 0.306, auto 0.622 / 0.304 -> 0.625 / 0.306. Ratio 2.0 took the rim to 15 but
+# StyleNAS gram to 0.272; reach 0.7 cost DPST ssim (0.601).
 DEAD_CHANNEL_RATIO = 1.0
 WHITENED_REACH = 1.0
 MIN_SIDE = 32  # relu5_1 (1/16) needs at least 2 pixels for reflection padding
