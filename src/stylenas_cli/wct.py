@@ -177,15 +177,16 @@ def transfer(
 
 
 def channel_keep(cov: torch.Tensor, colour_m: torch.Tensor, ratio: float) -> torch.Tensor:
-    """How much of each content channel to keep as it is, ``(B, C, 1)`` in [0, 1], from the
-    content's covariance ``(B, C, C)`` and the style's colouring matrix ``(C, C)``.
+    """The share of each channel to transfer on its own (the content's pattern, see
+    :func:`transfer`) instead of by WCT, ``(B, C, 1)`` in [0, 1], from the content's
+    covariance ``(B, C, C)`` and the style's colouring matrix ``(C, C)``.
 
     A channel the style barely uses (its standard deviation below ``ratio`` × the content's:
     a night photo never fires relu1_1's filters for bright yellow) is coloured with almost no
     variance, a faint mixture of the content's whitened directions, strongest at the
     content's sharpest edges. A decoder that instance-normalises its skips blows that mixture
     up to full strength: a bright rim along pair 02's ridge. Such a channel keeps the
-    content's own pattern instead, 1 at zero style deviation down to 0 at ``ratio``."""
+    content's own pattern instead: all of it at zero style deviation, none at ``ratio``."""
     colour_m = colour_m.to(cov.device, torch.float64)
     style_sd = colour_m.pow(2).sum(-1).sqrt()  # colour is symmetric: diag(colour²)^½
     content_sd = cov.double().diagonal(dim1=-2, dim2=-1).clamp_min(0).sqrt()
