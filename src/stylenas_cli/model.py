@@ -326,7 +326,7 @@ class Stylizer(nn.Module):
             hook = partial(smooth, point) if smooth is not None else None
             # In the compute dtype (the statistics and the C×C maths are float64 inside wct)
             # and in place: the decoder consumes its features, nothing else holds this one.
-            normalised = point in self.decoder.normalised_skips
+            normalised = point in normalised_skips
             dead = self.dead_ratio if normalised else 0.0
             reach = self.whitened_reach if normalised else 0.0
             return wct(x, cache.stats[point], alpha, content_labels, self.shrink, hook, True,
@@ -336,6 +336,7 @@ class Stylizer(nn.Module):
 
         auto = cache.centres is not None and content_labels is None
         regional = auto or content_labels is not None
+        normalised_skips = self.decoder.normalised_skips  # the limits' levels (see above)
         if regional and self.regions_in_decoder:
             missing = [p for p in self.decoder.transfer_points if p not in cache.stats]
             if missing:

@@ -166,14 +166,24 @@ def transfer(
         # The kept share: each channel's own deviations scaled to the style's (a decoder that
         # instance-normalises sees the content's pattern; with regions every region's
         # channel keeps the mean and scale its styled neighbours have).
-        content_sd = cov.double().diagonal(dim1=-2, dim2=-1).clamp_min(1e-12).sqrt()
-        gain = (colour_m.pow(2).sum(-1).sqrt() / content_sd).unsqueeze(-1)  # (B, C, 1)
+        style_sd, content_sd = channel_deviations(cov, colour_m)
+        gain = (style_sd / content_sd.clamp_min(1e-6)).unsqueeze(-1)  # (B, C, 1)
         m = (1.0 - keep) * m + keep * (alpha * gain + 1.0 - alpha) * eye
         b = (1.0 - keep) * b + keep * alpha * (style_mean - gain * mean.double())
         excess = (1.0 - keep) * excess
     if not reach:
         return Transform(m, b)
     return Transform(m, b, reach, mean.double(), white.expand_as(m), excess)
+
+
+def channel_deviations(
+    cov: torch.Tensor, colour_m: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel standard deviations (float64): the style's ``(C,)`` from its colouring
+    matrix ``(C, C)`` and the content's ``(B, C)`` from its covariance ``(B, C, C)``."""
+    colour_m = colour_m.to(cov.device, torch.float64)
+    style_sd = colour_m.pow(2).sum(-1).sqrt()  # colour is symmetric: diag(colour²)^½
+    return style_sd, cov.double().diagonal(dim1=-2, dim2=-1).clamp_min(0).sqrt()
 
 
 def channel_keep(cov: torch.Tensor, colour_m: torch.Tensor, ratio: float) -> torch.Tensor:
@@ -187,9 +197,7 @@ def channel_keep(cov: torch.Tensor, colour_m: torch.Tensor, ratio: float) -> tor
     content's sharpest edges. A decoder that instance-normalises its skips blows that mixture
     up to full strength: a bright rim along pair 02's ridge. Such a channel keeps the
     content's own pattern instead: all of it at zero style deviation, none at ``ratio``."""
-    colour_m = colour_m.to(cov.device, torch.float64)
-    style_sd = colour_m.pow(2).sum(-1).sqrt()  # colour is symmetric: diag(colour²)^½
-    content_sd = cov.double().diagonal(dim1=-2, dim2=-1).clamp_min(0).sqrt()
+    style_sd, content_sd = channel_deviations(cov, colour_m)
     use = style_sd / (ratio * content_sd).clamp_min(torch.finfo(torch.float64).tiny)
     return (1.0 - use.clamp(0.0, 1.0)).unsqueeze(-1)
 
