@@ -44,7 +44,7 @@ FIELDS = {
     "label_snap": ("label_snap", float(m.LABEL_SNAP)),
     "region_band": ("region_band", float(m.REGION_BAND)),
     "guided_blend": ("guided_blend", float(m.GUIDED_BLEND)),
-    "regions_in_decoder": ("regions_in_decoder", float(m.REGIONS_IN_DECODER)),
+    "decoder_transfers": ("decoder_transfers", float(m.DECODER_TRANSFERS)),
     "dead_ratio": ("dead_ratio", m.DEAD_CHANNEL_RATIO),
     "whitened_reach": ("whitened_reach", m.WHITENED_REACH),
 }

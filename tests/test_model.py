@@ -42,7 +42,7 @@ def test_style_cache_once_equals_direct_and_batch_equals_single(stylizer):
     content = torch.cat([_photo(data.astronaut()), _photo(data.chelsea())])
     style = _photo(data.coffee())
     cache = stylizer.style_cache(style)
-    assert set(cache.stats) == {*stylizer.decoder.transfer_points, "image"}
+    assert set(cache.stats) == {*stylizer.needed_points(), "image"}
     direct = stylizer.stylize(content, style)
     cached = stylizer.stylize(content, cache)
     single = torch.cat([stylizer.stylize(content[i : i + 1], cache) for i in range(2)])
@@ -184,42 +184,37 @@ def _decoder_stats_from(cache: StyleCache, other: StyleCache) -> StyleCache:
     return StyleCache(stats, cache.size, cache.centres)
 
 
-def test_with_regions_the_decoder_points_are_left_out(stylizer):
-    # With a label map (drawn or automatic) the decoder's points transfer nothing: their
-    # statistics can be anything without changing the result; without labels they count.
+def test_the_decoder_points_transfer_only_when_switched_on(stylizer):
+    # By default the decoder's own points (d1 ... d5) transfer nothing, with or without labels:
+    # the style pass does not run the decoder for them, and their statistics, had a summary
+    # them, could be anything without changing the result. Switched on, they count.
     content = _photo(data.chelsea(), 96, 128)
     style, other = _photo(data.astronaut(), 96, 128), _photo(data.coffee(), 96, 128)
     c_lab = torch.zeros(96, 128, dtype=torch.long)
     c_lab[:48] = 1
     s_lab = torch.zeros(96, 128, dtype=torch.long)
     s_lab[:, 64:] = 1
-    drawn = stylizer.style_cache(style, s_lab)
-    swapped = _decoder_stats_from(drawn, stylizer.style_cache(other, s_lab))
-    assert any(p.startswith("d") for p in drawn.stats)
-    assert not stylizer.regions_in_decoder
-    kept = stylizer.stylize(content, drawn, content_labels=c_lab)
-    assert torch.equal(kept, stylizer.stylize(content, swapped, content_labels=c_lab))
-    with stylizer.settings(regions_in_decoder=True):
-        a = stylizer.stylize(content, drawn, content_labels=c_lab)
-        b = stylizer.stylize(content, swapped, content_labels=c_lab)
-    assert (a - b).abs().mean() > 1e-3 and (a - kept).abs().mean() > 1e-3
-    auto = stylizer.style_cache(style, regions=2)
-    auto_swapped = _decoder_stats_from(auto, stylizer.style_cache(other, regions=2))
-    assert torch.equal(stylizer.stylize(content, auto), stylizer.stylize(content, auto_swapped))
-    # Automatic regions: the style pass does not run the decoder for statistics it won't use,
-    # and a summary made so is refused once the decoder's points are switched back on.
-    assert not any(p.startswith("d") for p in auto.stats)
-    with stylizer.settings(regions_in_decoder=True):
-        with pytest.raises(ValueError, match="summarise the style again"):
-            stylizer.stylize(content, auto)
-        full = stylizer.style_cache(style, regions=2)
-        assert all(p in full.stats for p in stylizer.decoder.transfer_points)
-        with_decoder = stylizer.stylize(content, full)
-    assert (with_decoder - stylizer.stylize(content, auto)).abs().mean() > 1e-3
-    plain = stylizer.style_cache(style)
-    plain_swapped = _decoder_stats_from(plain, stylizer.style_cache(other))
-    diff = stylizer.stylize(content, plain) - stylizer.stylize(content, plain_swapped)
-    assert diff.abs().mean() > 1e-3
+    assert not stylizer.decoder_transfers
+    assert any(p.startswith("d") for p in stylizer.decoder.transfer_points)
+    assert stylizer.needed_points() == [
+        p for p in stylizer.decoder.transfer_points if not p.startswith("d")
+    ]
+    modes = [({}, {}), ({"labels": s_lab}, {"content_labels": c_lab}), ({"regions": 2}, {})]
+    for summary, labels in modes:
+        off = stylizer.style_cache(style, **summary)
+        assert not any(p.startswith("d") for p in off.stats)
+        with stylizer.settings(decoder_transfers=True):
+            with pytest.raises(ValueError, match="summarise the style again"):
+                stylizer.stylize(content, off, **labels)
+            full = stylizer.style_cache(style, **summary)
+            assert all(p in full.stats for p in stylizer.decoder.transfer_points)
+            swapped = _decoder_stats_from(full, stylizer.style_cache(other, **summary))
+            on = stylizer.stylize(content, full, **labels)
+            assert (on - stylizer.stylize(content, swapped, **labels)).abs().mean() > 1e-3
+        kept = stylizer.stylize(content, off, **labels)
+        assert torch.equal(kept, stylizer.stylize(content, full, **labels))
+        assert torch.equal(kept, stylizer.stylize(content, swapped, **labels))
+        assert (on - kept).abs().mean() > 1e-3
 
 
 def test_dead_channels_and_reach_apply_at_the_instance_normalised_skips_only(stylizer, monkeypatch):
@@ -236,7 +231,7 @@ def test_dead_channels_and_reach_apply_at_the_instance_normalised_skips_only(sty
     expected = stylizer.stylize(content, cache)
     monkeypatch.setattr(model_module, "wct", recording_wct)
     assert torch.equal(stylizer.stylize(content, cache), expected)
-    points = stylizer.decoder.transfer_points + ["image"]
+    points = stylizer.needed_points() + ["image"]
     skips = stylizer.decoder.normalised_skips
     assert "relu1_1" in skips and not any(p.startswith("d") for p in skips)
     on = (stylizer.dead_ratio, stylizer.whitened_reach)

@@ -31,7 +31,7 @@ from stylenas_cli.nas import (
     short_train,
 )
 from stylenas_cli.nas.evolution import Scores, evolve, random_genotype
-from stylenas_cli.nas.objectives import pair_paths, spread
+from stylenas_cli.nas.objectives import _stylize_all, every_transfer_point, pair_paths, spread
 from stylenas_cli.train import default_warmup
 
 pytestmark = pytest.mark.usefixtures("one_thread", "fast_encoder")
@@ -218,3 +218,22 @@ def test_a_search_runs_from_python(photo_dir, pairs_dir, tmp_path):
     assert results == [] and again["genotype"] == winner
     with pytest.raises(StylenasError, match="--resume"):
         search(config)
+
+
+def test_search_scores_a_genotype_at_every_transfer_point():
+    # Stylisation leaves the decoder's own points out by default; a search scores a genotype
+    # with them (the papers' search space), and the model's setting is restored afterwards.
+    from stylenas_cli.model import Stylizer
+
+    torch.manual_seed(0)
+    st = Stylizer(NAMED["photonas"]).eval()
+    assert not st.decoder_transfers and "d5" in st.decoder.transfer_points
+    content = torch.rand(1, 3, 48, 64)
+    style = torch.rand(1, 3, 48, 64)
+    with every_transfer_point(st):
+        assert st.decoder_transfers
+        expected = st.stylize(content, style)
+    assert not st.decoder_transfers
+    scored, _ = _stylize_all(st, {"contents": content, "styles": style})
+    assert torch.allclose(scored, expected)
+    assert (scored - st.stylize(content, style)).abs().mean() > 1e-4

@@ -64,16 +64,18 @@ COLOUR_REGIONS = False
 # 0.308. Drawn masks keep hard boundaries (a guided blend put a glow around pair 18's statue).
 REGION_BAND = 16
 GUIDED_BLEND = True
-# With regions (drawn or automatic) the decoder's transfer points are left out: their running
-# features come up from the deep levels, so a region's statistics there spread past its
-# outline and a flat region's smooth shading (a clear sky brightening toward the horizon) is
-# stretched over its style region's whole range: the yellow glow along pair 21's skyline,
-# from photonas's d5 alone (each point left out in turn). The encoder points and the image
-# point carry the regions' style. DPST pairs, photonas, ssim / gram (make bench's DPST
-# command): drawn masks 0.593 / 0.308 -> 0.606 / 0.293; --auto-masks 0.601 / 0.310 -> 0.622 /
-# 0.304 (lab_w1 3.42 -> 4.07 and 3.53 -> 4.22: the colours move less far toward the style's);
-# worst pair against Reinhard 1.44x -> 1.32x.
-REGIONS_IN_DECODER = False
+# The decoder's own transfer points (d1...d5, where a genotype has them) are left out by
+# default: their running features come up from the deep levels at 1/2 to 1/16 of the size, so
+# WCT there stretches a flat region's smooth shading over the style's whole range and makes
+# blobs at the coarse scale: pair 19's dark cloud in a night sky and white fogs round its city
+# lights, the red glow in the middle of 09's and 22's dahlias, a dark smudge round 18's statue
+# (all photonas d5, each point left out in turn); with regions, the yellow glow along 21's
+# skyline (already left out with regions since 2026-11-29). The encoder points and the image
+# point carry the style. photonas, ssim / gram, DPST plain (29 pairs, scratch runs of the
+# bench's settings): 0.602 / 0.328 -> 0.633 / 0.316, pair 17 1.48 -> 0.87; StyleNAS pairs
+# (stylenas eval): 0.833 / 0.252 -> 0.838 / 0.226 (lab_w1 2.60 -> 2.80). `stylenas search`
+# still scores a genotype with all its transfer points (the papers' search space).
+DECODER_TRANSFERS = False
 # At the encoder levels the decoder only uses instance-normalised (photonas's relu1_1 skip)
 # it sees each channel's pattern at unit variance, whatever WCT made of its scale. Two
 # limits there (the bright rim along pair 02's ridge, every mode; 07's skyline): a channel
@@ -137,7 +139,7 @@ class Stylizer(nn.Module):
         self.label_snap = LABEL_SNAP  # radius snapping drawn labels to edges (0 = off)
         self.region_band = REGION_BAND  # px by automatic region boundaries the colours decide
         self.guided_blend = GUIDED_BLEND  # automatic regions' blend follows the photo's edges
-        self.regions_in_decoder = REGIONS_IN_DECODER  # with regions, transfer at d1...d5 too
+        self.decoder_transfers = DECODER_TRANSFERS  # WCT at the decoder's d1...d5 points too
         self.dead_ratio = DEAD_CHANNEL_RATIO  # style channels this weak keep the content's
         self.whitened_reach = WHITENED_REACH  # at those levels: whitened RMS coloured at most
         self.colour_regions = COLOUR_REGIONS  # the image point per region (else whole image)
@@ -209,6 +211,12 @@ class Stylizer(nn.Module):
             out = self.decoder(self.encoder(image.to(self.device)), consume=True)
         return out.float().clamp(0, 1)
 
+    def needed_points(self) -> list[str]:
+        """The transfer points a stylisation reads the style's statistics at (the decoder's
+        own only with :attr:`decoder_transfers`; the image point aside)."""
+        points = self.decoder.transfer_points
+        return [p for p in points if self.decoder_transfers or not p.startswith("d")]
+
     @torch.inference_mode()
     def style_cache(
         self, style: torch.Tensor, labels: torch.Tensor | None = None, regions: int = 0
@@ -236,8 +244,8 @@ class Stylizer(nn.Module):
                 if level in self.decoder.transfer_points:
                     record(level, feats[level])
             decoder_points = [p for p in self.decoder.transfer_points if p.startswith("d")]
-            if cache.centres is not None and not self.regions_in_decoder:
-                decoder_points = []  # automatic regions: the decoder's points transfer nothing
+            if not self.decoder_transfers:
+                decoder_points = []  # the decoder's points transfer nothing: not run for them
 
             def record_until_done(point: str, x: torch.Tensor) -> torch.Tensor:
                 if point in decoder_points:
@@ -283,7 +291,8 @@ class Stylizer(nn.Module):
                 path, self.weights_id, str(self.genotype), max_side, self.precision, mask
             )
             found = stylestore.load(cache_dir, name)
-            if found is not None:
+            # A summary stored without the decoder's points is made again once they are on.
+            if found is not None and all(p in found[0] for p in self.needed_points()):
                 stats, size = found
                 stats = {
                     p: {k: _to(v, self.device) for k, v in d.items()} for p, d in stats.items()
@@ -321,7 +330,7 @@ class Stylizer(nn.Module):
             content_labels = content_labels.to(self.device)
 
         def transfer(point: str, x: torch.Tensor) -> torch.Tensor:
-            if regional and not self.regions_in_decoder and point.startswith("d"):
+            if not self.decoder_transfers and point.startswith("d"):
                 return x
             hook = partial(smooth, point) if smooth is not None else None
             # In the compute dtype (the statistics and the C×C maths are float64 inside wct)
@@ -335,15 +344,13 @@ class Stylizer(nn.Module):
                        guide_memo=memo, dead_ratio=dead, reach=reach)  # fmt: skip
 
         auto = cache.centres is not None and content_labels is None
-        regional = auto or content_labels is not None
         normalised_skips = self.decoder.normalised_skips  # the limits' levels (see above)
-        if regional and self.regions_in_decoder:
-            missing = [p for p in self.decoder.transfer_points if p not in cache.stats]
-            if missing:
-                raise ValueError(
-                    f"the style summary has no statistics at {', '.join(missing)} (made with "
-                    "regions_in_decoder off): summarise the style again"
-                )
+        missing = [p for p in self.needed_points() if p not in cache.stats]
+        if missing:
+            raise ValueError(
+                f"the style summary has no statistics at {', '.join(missing)} (made with "
+                "decoder_transfers off): summarise the style again"
+            )
         # Automatic regions (1/8-resolution labels) get soft boundaries; drawn masks stay hard
         # (soft ones measured worse on the DPST masks: ssim 0.551 vs 0.580).
         soft = self.mask_softness if auto else 0.0

@@ -29,6 +29,7 @@ seeded from ``(seed, genotype)``: the same candidate scores the same in any work
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections.abc import Callable
@@ -128,6 +129,14 @@ def _is_current(path: Path, key: dict) -> bool:
     return path.exists() and torch.load(path, weights_only=True).get("key") == key
 
 
+def every_transfer_point(st: Stylizer) -> contextlib.AbstractContextManager:
+    """A ``with`` block in which ``st`` transfers at every point its genotype has: a search
+    scores genotypes (and a pruning its teacher) in the papers' search space, also at the
+    decoder's own points that stylisation leaves out by default
+    (:data:`~stylenas_cli.model.DECODER_TRANSFERS`)."""
+    return st.settings(decoder_transfers=True)
+
+
 @torch.no_grad()
 def prepare_pstep(
     run_dir: str | Path,
@@ -150,7 +159,9 @@ def prepare_pstep(
     contents = val_images([c for c, _ in chosen], size)
     styles = val_images([s for _, s in chosen], size)
     teacher.eval()
-    outs = torch.cat([teacher.stylize(c[None], s[None]).cpu() for c, s in zip(contents, styles)])
+    with every_transfer_point(teacher):
+        outs = [teacher.stylize(c[None], s[None]).cpu() for c, s in zip(contents, styles)]
+    outs = torch.cat(outs)
     (Path(run_dir) / "teacher").mkdir(parents=True, exist_ok=True)
     for (c, _), out in zip(chosen, outs):
         tensor_to_pil(out).save(Path(run_dir) / "teacher" / f"{c.stem}.png")
@@ -255,10 +266,11 @@ def short_train(st: Stylizer, cfg: TrainSettings, seed: int) -> float:
 def _stylize_all(st: Stylizer, v: dict) -> tuple[torch.Tensor, float]:
     """Stylise every validation pair: ``(N, 3, S, S)`` outputs and seconds per megapixel."""
     outs, seconds = [], 0.0
-    for c, s in zip(v["contents"], v["styles"]):
-        t0 = time.perf_counter()
-        outs.append(st.stylize(c[None], s[None]).cpu())
-        seconds += time.perf_counter() - t0
+    with every_transfer_point(st):
+        for c, s in zip(v["contents"], v["styles"]):
+            t0 = time.perf_counter()
+            outs.append(st.stylize(c[None], s[None]).cpu())
+            seconds += time.perf_counter() - t0
     out = torch.cat(outs)
     megapixels = out.shape[0] * out.shape[-1] * out.shape[-2] / 1e6
     return out, seconds / megapixels
