@@ -11,6 +11,8 @@ def test_arch_reports_parameters_and_flops_consistently():
     nas, net = (json.loads(line) for line in res.output.splitlines())
     assert nas["genotype"] == "01010000000100000000000000001111"
     assert nas["transfer_points"] == ["relu1_1", "d5"]
+    assert nas["used_points"] == ["relu1_1"]  # the decoder's own points are off by default
+    assert net["used_points"] == [p for p in net["transfer_points"] if p.startswith("relu")]
     assert 0 < nas["parameters"] < net["parameters"]
     assert 0 < nas["gflops_64"] < net["gflops_64"]
     assert "unused" not in net["bits_on"] and len(net["bits_on"]) == 31

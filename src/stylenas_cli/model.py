@@ -71,10 +71,12 @@ GUIDED_BLEND = True
 # lights, the red glow in the middle of 09's and 22's dahlias, a dark smudge round 18's statue
 # (all photonas d5, each point left out in turn); with regions, the yellow glow along 21's
 # skyline (already left out with regions since 2026-11-29). The encoder points and the image
-# point carry the style. photonas, ssim / gram, DPST plain (29 pairs, scratch runs of the
-# bench's settings): 0.602 / 0.328 -> 0.633 / 0.316, pair 17 1.48 -> 0.87; StyleNAS pairs
-# (stylenas eval): 0.833 / 0.252 -> 0.838 / 0.226 (lab_w1 2.60 -> 2.80). `stylenas search`
-# still scores a genotype with all its transfer points (the papers' search space).
+# point carry the style. photonas, ssim / gram (make bench, 6896944 -> b0904d8): DPST plain
+# 0.602 / 0.329 -> 0.633 / 0.316, pair 17 1.48 -> 0.87; StyleNAS 0.833 / 0.252 -> 0.838 /
+# 0.226; the cost is colour closeness (lab_w1 DPST 3.95 -> 4.73, StyleNAS 2.60 -> 2.80).
+# photonet: DPST 0.593 / 0.381 -> 0.620 / 0.339, StyleNAS 0.819 / 0.210 -> 0.840 / 0.267.
+# `stylenas search` still scores a genotype with all its transfer points (the papers'
+# search space).
 DECODER_TRANSFERS = False
 # At the encoder levels the decoder only uses instance-normalised (photonas's relu1_1 skip)
 # it sees each channel's pattern at unit variance, whatever WCT made of its scale. Two
@@ -95,6 +97,12 @@ MIN_SIDE = 32  # relu5_1 (1/16) needs at least 2 pixels for reflection padding
 
 # (transfer point, content mean (B, C, 1), cov (B, C, C)) -> smoothed moments (video).
 SmoothMoments = Callable[[str, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def used_points(points: list[str], decoder_transfers: bool = DECODER_TRANSFERS) -> list[str]:
+    """The transfer points of a decoder (``points``, in order) that stylisation uses: the
+    decoder's own (``d1`` ... ``d5``) only with ``decoder_transfers``."""
+    return [p for p in points if decoder_transfers or not p.startswith("d")]
 
 
 def check_side(width: int, height: int, what: str) -> None:
@@ -212,10 +220,9 @@ class Stylizer(nn.Module):
         return out.float().clamp(0, 1)
 
     def needed_points(self) -> list[str]:
-        """The transfer points a stylisation reads the style's statistics at (the decoder's
-        own only with :attr:`decoder_transfers`; the image point aside)."""
-        points = self.decoder.transfer_points
-        return [p for p in points if self.decoder_transfers or not p.startswith("d")]
+        """The transfer points a stylisation reads the style's statistics at (the image
+        point aside)."""
+        return used_points(self.decoder.transfer_points, self.decoder_transfers)
 
     @torch.inference_mode()
     def style_cache(
