@@ -230,8 +230,9 @@ class Stylizer(nn.Module):
     ) -> StyleCache:
         """Summarise a style image ``(1, 3, H, W)`` (optional label map ``(H, W)``).
 
-        The style runs through the same decoder stages (without transfers) so that every
-        decoder-stage transfer point gets the style's feature statistics there.
+        Statistics at the points a stylisation uses (:meth:`needed_points`) and the image
+        point; with :attr:`decoder_transfers` the style also runs through the decoder's stages
+        (without transfers) so that its own points get the style's statistics there.
         ``regions`` > 0 (and no label map): find that many regions in the style's deep
         features (:mod:`~stylenas_cli.automask`); contents are then labelled to match."""
         cache = StyleCache(size=(style.shape[-2], style.shape[-1]))
@@ -250,9 +251,8 @@ class Stylizer(nn.Module):
             for level in LEVELS:
                 if level in self.decoder.transfer_points:
                     record(level, feats[level])
-            decoder_points = [p for p in self.decoder.transfer_points if p.startswith("d")]
-            if not self.decoder_transfers:
-                decoder_points = []  # the decoder's points transfer nothing: not run for them
+            # The decoder runs only for its own points, when they transfer at all.
+            decoder_points = [p for p in self.needed_points() if p.startswith("d")]
 
             def record_until_done(point: str, x: torch.Tensor) -> torch.Tensor:
                 if point in decoder_points:
@@ -337,7 +337,7 @@ class Stylizer(nn.Module):
             content_labels = content_labels.to(self.device)
 
         def transfer(point: str, x: torch.Tensor) -> torch.Tensor:
-            if not self.decoder_transfers and point.startswith("d"):
+            if point not in used:  # the decoder's own points, unless switched on
                 return x
             hook = partial(smooth, point) if smooth is not None else None
             # In the compute dtype (the statistics and the C×C maths are float64 inside wct)
@@ -352,7 +352,8 @@ class Stylizer(nn.Module):
 
         auto = cache.centres is not None and content_labels is None
         normalised_skips = self.decoder.normalised_skips  # the limits' levels (see above)
-        missing = [p for p in self.needed_points() if p not in cache.stats]
+        used = self.needed_points()
+        missing = [p for p in used if p not in cache.stats]
         if missing:
             raise ValueError(
                 f"the style summary has no statistics at {', '.join(missing)} (made with "
