@@ -8,6 +8,7 @@ from stylenas_cli.wct import (
     guided_weights,
     mix_stats,
     prior_cov,
+    prior_spread,
     resize_labels,
     snap_labels,
     soft_weights,
@@ -124,7 +125,7 @@ def test_mix_stats_ends_are_the_region_and_the_whole():
 def test_region_prior_limits_the_stretch_of_a_flat_region():
     # The top region (label 2) is nearly flat: whitened alone its tiny variance is stretched
     # to the style region's (std ≈ 1); with the whole map's covariance as a prior it stays
-    # far below, while the busy bottom region is barely touched and the means are kept.
+    # far below, and every region keeps its style region's mean.
     stats, content_labels = _halves()
     g = torch.Generator().manual_seed(6)
     content = torch.randn(1, 3, 32, 32, generator=g)
@@ -134,10 +135,33 @@ def test_region_prior_limits_the_stretch_of_a_flat_region():
     assert float(alone[..., :16, :].std()) > 0.8
     assert float(prior[..., :16, :].std()) < 0.4
     assert float(prior[..., :16, :].mean()) == pytest.approx(-5, abs=0.1)
-    assert float(prior[..., 16:, :].std()) == pytest.approx(
-        float(alone[..., 16:, :].std()), rel=0.25
-    )
+    assert float(prior[..., 16:, :].mean()) == pytest.approx(5, abs=0.1)
     assert torch.equal(wct(content, stats, labels=content_labels, region_prior=0.0), alone)
+
+
+def test_a_full_region_prior_transfers_every_region_by_one_map_with_its_own_means():
+    # Prior 1: whitened and coloured by the whole photos' spreads, the regions differ from the
+    # whole image's transfer by one constant per region and channel (no halo can come from
+    # two maps meeting at a boundary), and each region lands on its style region's means.
+    stats, content_labels = _halves()
+    content = _correlated(1, 3, 32, 32, 24)
+    shared = wct(content, stats, labels=content_labels, region_prior=1.0)
+    whole = wct(content, stats)
+    for label in (1, 2):
+        sel = content_labels == label
+        shift = (shared - whole)[0][:, sel]  # (C, n)
+        assert shift.std(1).max() < 1e-3
+        got = shared[0][:, sel].mean(1).double()
+        assert torch.allclose(got, stats[label].mean.flatten(), atol=1e-3)
+
+
+def test_prior_spread_mixes_the_colouring_and_keeps_the_regions_mean():
+    stats, _ = _halves()
+    for share in (0.0, 0.4, 1.0):
+        got = prior_spread(stats[1], stats[-1], share)
+        assert torch.equal(got.mean, stats[1].mean)
+        want = (1 - share) * stats[1].colour + share * stats[-1].colour
+        assert torch.allclose(got.colour, want)
 
 
 def test_prior_cov_ends_are_the_region_and_the_whole():

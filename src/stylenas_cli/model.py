@@ -50,10 +50,17 @@ IMAGE_POINT = "image"
 # 3.29, 0.366 -> 0.338.
 REGION_MIX = 0.0
 # A region's content covariance is mixed with this share of the whole feature map's before
-# whitening (wct.prior_cov): a flat region (a clear sky) is not stretched over its style
-# region's whole range (the glow along pair 21's skyline). DPST pairs, drawn masks snapped:
-# ssim 0.588 -> 0.593, gram 0.315 -> 0.309; --auto-masks: 0.589 -> 0.594, 0.336 -> 0.339.
-REGION_PRIOR = 0.3
+# whitening, and its style region's colouring matrix with the same share of the whole
+# style's (wct.prior_cov, wct.prior_spread); each region keeps its own means. A region's own
+# spread stretched a flat region (a clear sky) over its style region's whole range (the glow
+# along pair 21's skyline), and carried the features along a boundary, which see both
+# regions, to the style region's extremes (a night ground's few bright lights: the golden
+# line along pair 02's ridge with drawn masks). History: 0.3 on the whitening only (DPST
+# drawn masks snapped: ssim 0.588 -> 0.593, gram 0.315 -> 0.309); 0.7 on both sides since
+# 2026-11-30 (photonas, DPST, scratch runs of the bench's stylisation: drawn masks 0.612 /
+# 0.306 -> 0.627 / 0.305, 02's line gone; --auto-masks 0.625 / 0.306 -> 0.629 / 0.306;
+# 1.0, one linear map for every region: 0.626 / 0.309 and 0.628 / 0.307).
+REGION_PRIOR = 0.7
 COLOUR_REGIONS = False
 # Automatic regions: the photo's colours decide the pixels within this many px of a region
 # boundary (automask.refine_regions; relu4_1's 8-px cells reach past an object's outline: the
@@ -143,7 +150,7 @@ class Stylizer(nn.Module):
         self.colour_match = COLOUR_MATCH  # strength of the image-level transfer point
         self.colour_shrink = COLOUR_SHRINK  # its whitening's shrinkage (3×3 RGB covariance)
         self.region_mix = REGION_MIX  # share of the whole style's statistics in each region's
-        self.region_prior = REGION_PRIOR  # share of the whole map's covariance in a region's
+        self.region_prior = REGION_PRIOR  # share of the whole photos' spreads in a region's
         self.label_snap = LABEL_SNAP  # radius snapping drawn labels to edges (0 = off)
         self.region_band = REGION_BAND  # px by automatic region boundaries the colours decide
         self.guided_blend = GUIDED_BLEND  # automatic regions' blend follows the photo's edges

@@ -352,9 +352,15 @@ def wct(
             statistics come from fewer pixels, and the output as a whole should still take
             the whole style's.
         region_prior: with labels, each region is whitened with its own covariance mixed
-            with this share of the whole feature map's (:func:`prior_cov`): a flat region
-            (a clear sky) has tiny variances that whitening alone would stretch over the
-            style region's whole range (a glow along the region's edge).
+            with this share of the whole feature map's and coloured with its style region's
+            colouring matrix mixed with the same share of the whole style's
+            (:func:`prior_spread`); each region keeps its own means. A region's own spread
+            is what halos come from: a flat region (a clear sky) has tiny variances that
+            whitening alone stretches over the style region's whole range (a glow along its
+            edge), and the features along a boundary, which see both regions, are the
+            region's rarest, carried to its style region's extremes (a night ground's few
+            bright lights: a golden line along pair 02's ridge). 1: one linear map for
+            every region, only the means differ.
         guide: with ``soft``, the photo ``(3, H, W)`` in [0, 1] (any size; the labels are
             read at its size): the blend follows its edges (:func:`guided_weights`), so no
             region's transform reaches across an outline (a bright rim) while blocky labels
@@ -395,9 +401,10 @@ def wct(
     for label in ids:  # too few pixels to whiten: left as they are
         part = flat[:, :, flat_lab == label]  # (B, C, n)
         mean, cov = moments(part)
+        stat = mix_stats(stats.get(label, stats[-1]), stats[-1], global_mix)
         if region_prior:
             cov = prior_cov(cov, whole_cov, region_prior)
-        stat = mix_stats(stats.get(label, stats[-1]), stats[-1], global_mix)
+            stat = prior_spread(stat, stats[-1], region_prior)
         transforms.append(transfer(mean, cov, stat, alpha, shrink, floor, keep, reach))
     if not soft:
         out = flat if inplace else flat.clone()
@@ -432,6 +439,12 @@ def mix_stats(region: ColourStats, whole: ColourStats, share: float) -> ColourSt
         return region
     mix = ColourStats((1 - share) * region.mean, (1 - share) * region.colour)
     return ColourStats(mix.mean + share * whole.mean, mix.colour + share * whole.colour)
+
+
+def prior_spread(region: ColourStats, whole: ColourStats, share: float) -> ColourStats:
+    """A style region's statistics with ``share`` of the whole style's colouring matrix
+    mixed into its own (:func:`prior_cov`); the region's mean is kept."""
+    return ColourStats(region.mean, prior_cov(region.colour, whole.colour, share))
 
 
 def prior_cov(region: torch.Tensor, whole: torch.Tensor, share: float) -> torch.Tensor:
