@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from conftest import write_photo
-from stylenas_cli.automask import assign_regions, refine_regions, style_regions
+from stylenas_cli.automask import assign_regions, match_margin, refine_regions, style_regions
 from stylenas_cli.cli import main
 
 
@@ -38,6 +38,16 @@ def test_regions_of_the_style_are_found_and_matched_in_the_content():
     found = assign_regions(content, centres)
     assert torch.equal(found[:, :10], torch.full((10, 10), int(right[0, 0])))
     assert torch.equal(found[:, 10:], torch.full((10, 10), int(left[0, 0])))
+
+
+def test_match_margin_is_large_where_the_content_tells_the_regions_apart():
+    centres, _ = style_regions(_two_kinds(12, 16, flip=False, seed=0), k=2)
+    clear = match_margin(_two_kinds(10, 20, flip=True, seed=1), centres)
+    # Every pixel both kinds at once: equally near both centres, the labels would be noise.
+    both = _two_kinds(10, 20, flip=False, seed=2) + _two_kinds(10, 20, flip=True, seed=3)
+    unclear = match_margin(both, centres)
+    assert clear > 0.5 and 0 <= unclear < 0.05
+    assert match_margin(both, centres[:1]) == float("inf")  # one region: nothing to confuse
 
 
 def test_tiny_regions_are_dropped():

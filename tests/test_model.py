@@ -178,6 +178,19 @@ def test_automatic_regions_are_refined_in_the_style_and_the_content(stylizer):
     assert (guided - refined).abs().mean() > 1e-4
 
 
+def test_automatic_regions_are_dropped_where_the_content_cannot_tell_them_apart(stylizer):
+    style = _photo(data.astronaut(), 96, 128)
+    style[..., :40, :] = torch.tensor([0.5, 0.7, 0.95])[None, :, None, None]
+    content = _photo(data.chelsea(), 96, 128)
+    auto = stylizer.style_cache(style, regions=2)
+    plain = stylizer.stylize(content, stylizer.style_cache(style))
+    assert len(auto.centres) == 2
+    with stylizer.settings(min_match_margin=float("inf")):  # no margin is enough: one region
+        assert torch.equal(stylizer.stylize(content, auto), plain)
+    with stylizer.settings(min_match_margin=0.0):  # any margin is: the regions are used
+        assert (stylizer.stylize(content, auto) - plain).abs().mean() > 1e-3
+
+
 def _decoder_stats_from(cache: StyleCache, other: StyleCache) -> StyleCache:
     """``cache`` with its decoder points' statistics (d1 ... d5) taken from ``other``."""
     stats = {p: other.stats[p] if p.startswith("d") else v for p, v in cache.stats.items()}

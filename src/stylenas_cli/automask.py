@@ -63,6 +63,19 @@ def assign_regions(feature: torch.Tensor, centres: torch.Tensor) -> torch.Tensor
     return (rows @ centres.to(rows.device).T).argmax(1).view(feature.shape[-2:])
 
 
+def match_margin(feature: torch.Tensor, centres: torch.Tensor) -> float:
+    """Content feature ``(1, C, H, W)`` and style centres ``(k, C)`` -> the median over the
+    content's pixels of how much closer (cosine) their nearest centre is than the next one;
+    ``inf`` for one centre. Near 0 the content cannot tell the style's regions apart: its
+    labels are noise (a flower split into patches that take a night street's lights and
+    its dark tarmac)."""
+    if len(centres) < 2:
+        return float("inf")
+    sims = _unit_rows(feature) @ centres.to(feature.device).T
+    best = sims.topk(2, dim=1).values
+    return float((best[:, 0] - best[:, 1]).median())
+
+
 def refine_regions(labels: torch.Tensor, image: torch.Tensor, band: int) -> torch.Tensor:
     """Coarse labels ``(h', w')`` (e.g. :func:`assign_regions`' at 1/8) and the photo ``(3, H,
     W)`` in [0, 1] -> labels ``(H, W)`` whose boundaries follow the photo.

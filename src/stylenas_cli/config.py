@@ -55,3 +55,11 @@ LABEL_SNAP = 8
 # 3.30, gram 0.339; 2 regions: 0.618, 3.43, 0.316 (the plain transfer: 0.598, 3.95, 0.318).
 # A third region split a scene more often into parts the style does not have (pair 17).
 DEFAULT_REGIONS = 2
+
+# Automatic regions are used only where the content tells the style's regions apart: the
+# median margin of its pixels' matching (automask.match_margin) at least this; else the photo
+# is transferred as one region, as without masks. Under it the labels were noise that drew
+# blotches: pair 21's dark blue blot in the sky (margin 0.027), 22's dark blob in a flower's
+# centre (0.057), 18 (0.039); DPST margins run 0.027-0.56, the cut in their widest gap below
+# 0.1 (0.074-0.096).
+MIN_MATCH_MARGIN = 0.08

@@ -14,8 +14,8 @@ from PIL import Image
 from torch import nn
 
 from . import automask, stylestore
-from .automask import assign_regions, refine_regions, style_regions
-from .config import DEFAULT_MAX_PIXELS, DEFAULT_STYLE_SIZE, LABEL_SNAP
+from .automask import assign_regions, match_margin, refine_regions, style_regions
+from .config import DEFAULT_MAX_PIXELS, DEFAULT_STYLE_SIZE, LABEL_SNAP, MIN_MATCH_MARGIN
 from .decoder import Decoder
 from .device import CHOICES, autocast, resolve_device, resolve_precision
 from .encoder import LEVELS, VGGEncoder
@@ -153,6 +153,7 @@ class Stylizer(nn.Module):
         self.region_prior = REGION_PRIOR  # share of the whole photos' spreads in a region's
         self.label_snap = LABEL_SNAP  # radius snapping drawn labels to edges (0 = off)
         self.region_band = REGION_BAND  # px by automatic region boundaries the colours decide
+        self.min_match_margin = MIN_MATCH_MARGIN  # automatic regions only above it
         self.guided_blend = GUIDED_BLEND  # automatic regions' blend follows the photo's edges
         self.decoder_transfers = DECODER_TRANSFERS  # WCT at the decoder's d1...d5 points too
         self.dead_ratio = DEAD_CHANNEL_RATIO  # style channels this weak keep the content's
@@ -378,8 +379,10 @@ class Stylizer(nn.Module):
         with self.autocast():
             feats = self.encoder(content.to(self.device))
             if auto:
-                content_labels = assign_regions(feats[automask.LEVEL].float(), cache.centres)
-                if self.region_band:
+                deep = feats[automask.LEVEL].float()
+                if match_margin(deep, cache.centres) >= self.min_match_margin:
+                    content_labels = assign_regions(deep, cache.centres)
+                if content_labels is not None and self.region_band:
                     content_labels = refine_regions(content_labels, photo, self.region_band)
             # consume: each encoder feature is freed once the decoder has used it
             out = self.decoder(feats, transfer, consume=True)

@@ -20,6 +20,7 @@ from ..config import (
     DEFAULT_REGIONS,
     DEFAULT_STYLE_SIZE,
     DEFAULT_WORK_SIZE,
+    MIN_MATCH_MARGIN,
     LiftConfig,
 )
 from ..errors import StylenasError, is_oom
@@ -257,6 +258,7 @@ def auto_masks_options(f):
         is_flag=True,
         help="Match regions of the content and the style automatically (clusters of deep "
         "features: sky to sky, ground to ground, boundaries refined by the photos' colours) "
-        "and transfer per region, blended along the photos' edges. Given masks take "
-        "precedence.",
+        "and transfer per region, blended along the photos' edges. A photo that cannot tell "
+        f"the style's regions apart (their matching's median margin under {MIN_MATCH_MARGIN}) is "
+        "transferred as one region. Given masks take precedence.",
     )(f)
