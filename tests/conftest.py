@@ -33,6 +33,14 @@ def alpha_ramp(size: tuple[int, int] = PHOTO_SIZE) -> np.ndarray:
     return np.tile(np.linspace(0, 255, w).round().astype(np.uint8), (h, 1))
 
 
+def paint_sky(path: Path, rows: int) -> Path:
+    """The photo at ``path`` with a flat blue sky over its top ``rows`` rows (rewritten)."""
+    pixels = np.asarray(Image.open(path)).copy()
+    pixels[:rows] = (128, 178, 242)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
 def write_photo(
     path: Path,
     size: tuple[int, int] = PHOTO_SIZE,

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import stylenas_cli
-from conftest import write_photo
+from conftest import paint_sky, write_photo
 from stylenas_cli.cli import main
 from stylenas_cli.errors import StylenasError
 
@@ -55,17 +55,9 @@ def test_pil_and_arrays_come_back_as_they_went_in(tmp_path, photos, weights_file
         stylenas_cli.stylize(np.zeros((64, 64)), style, weights=weights_file)
 
 
-def _with_sky(path, rows: int):
-    """The photo at ``path`` with a flat blue sky over its top ``rows`` rows (rewritten)."""
-    pixels = np.asarray(Image.open(path)).copy()
-    pixels[:rows] = (128, 178, 242)
-    Image.fromarray(pixels).save(path)
-    return path
-
-
 def test_automatic_regions_like_the_command_lines_auto_masks(tmp_path, photos, weights_file):
     # A sky over the photo in both: regions the content tells apart (automask.match_margin).
-    content, style = _with_sky(photos[0], 24), _with_sky(photos[1], 30)
+    content, style = paint_sky(photos[0], 24), paint_sky(photos[1], 30)
     cli_out = tmp_path / "cli.png"
     args = ["stylize", str(content), str(style), "-o", str(cli_out), "--weights",
             str(weights_file), "--auto-masks", "--regions", "2"]  # fmt: skip

@@ -5,11 +5,19 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from click.testing import CliRunner
 from PIL import Image
 
-from conftest import write_photo
-from stylenas_cli.automask import assign_regions, match_margin, refine_regions, style_regions
+from conftest import paint_sky, write_photo
+from stylenas_cli.automask import (
+    assign_regions,
+    match_margin,
+    matching_feature,
+    refine_regions,
+    segment_regions,
+    style_regions,
+)
 from stylenas_cli.cli import main
 
 
@@ -50,6 +58,18 @@ def test_match_margin_is_large_where_the_content_tells_the_regions_apart():
     assert match_margin(both, centres[:1]) == float("inf")  # one region: nothing to confuse
 
 
+def test_matching_feature_puts_each_level_at_unit_length_at_relu4_1s_size():
+    feats = {"relu4_1": torch.rand(1, 512, 6, 8) * 7, "relu5_1": torch.rand(1, 512, 3, 4) * 3}
+    feats["relu5_1"][..., 0, 0] = 0.0  # a dead cell stays zero, not NaN
+    joint = matching_feature(feats)
+    assert joint.shape == (1, 1024, 6, 8) and joint.dtype == torch.float32
+    assert torch.allclose(joint[0, :512].norm(dim=0), torch.ones(6, 8), atol=1e-5)
+    deep = joint[0, 512:].norm(dim=0)  # upsampled unit vectors: at most unit length
+    assert deep.max() <= 1 + 1e-5 and deep[-1, -1] > 0.99 and torch.isfinite(joint).all()
+    # The coarse level is spread over the fine one's cells: neighbours share its direction.
+    assert F.cosine_similarity(joint[0, 512:, 4, 6], joint[0, 512:, 4, 7], dim=0) > 0.95
+
+
 def test_tiny_regions_are_dropped():
     style = _two_kinds(20, 20, flip=False, seed=2)[..., :10]  # one kind of thing only
     style[0, :, 0, 0] = torch.linspace(-1, 1, 64)  # one odd pixel: 0.5% of the style
@@ -65,6 +85,22 @@ def _sky_and_statue(h: int, w: int, edge: int) -> torch.Tensor:
     photo[:, :, :edge] = torch.tensor([0.7, 0.8, 0.9])[:, None, None]
     photo[:, :, edge:] = 0.3 + 0.1 * torch.rand(3, h, w - edge, generator=g)
     return photo + 0.005 * torch.randn(3, h, w, generator=g)
+
+
+def test_segment_regions_put_boundaries_on_the_photos_edges_never_across_a_smooth_area():
+    # Features of two kinds whose 8-px cells switch at column 16; the photo's edge is at 22.
+    centres, _ = style_regions(_two_kinds(8, 8, flip=False, seed=0), k=2)
+    feature = torch.zeros(1, 64, 4, 8)
+    feature[0, :, :, :2] = centres[0][:, None, None]
+    feature[0, :, :, 2:] = centres[1][:, None, None]
+    labels = segment_regions(feature, centres, _sky_and_statue(32, 64, edge=22), scale=100)
+    assert labels.shape == (32, 64)
+    # The sky is one region up to its edge (the segmentation's 0.8-px smoothing: within 2 px).
+    assert (labels[:, :20] == 0).all() and (labels[:, 22:] == 1).all()
+    # A smooth gradient over the whole photo is one segment: one label, whatever the cells say.
+    ramp = torch.linspace(0.2, 0.8, 64).expand(3, 32, 64).clone()
+    flat = segment_regions(feature, centres, ramp, scale=300)
+    assert flat.unique().numel() == 1
 
 
 def test_refine_regions_moves_coarse_boundaries_onto_the_photos_edge():
@@ -109,8 +145,9 @@ def test_auto_masks_stylise_batches_per_photo_and_change_the_result(
     one = torch.cat([model.stylize(c[None], cache) for c in contents])
     assert torch.allclose(both, one, atol=1e-5)
     # The command line: --auto-masks gives another result than the plain transfer.
-    content = write_photo(tmp_path / "a.png")
-    ref = write_photo(tmp_path / "s.png", size=(96, 80), source="coffee")
+    # A sky over both photos: regions the content tells apart (automask.match_margin).
+    content = paint_sky(write_photo(tmp_path / "a.png"), 24)
+    ref = paint_sky(write_photo(tmp_path / "s.png", size=(96, 80), source="coffee"), 30)
     run = CliRunner().invoke
     w = ["--weights", str(weights_file)]
     assert (

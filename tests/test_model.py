@@ -164,18 +164,18 @@ def test_automatic_regions_are_refined_in_the_style_and_the_content(stylizer):
     style[..., :40, :] = sky
     content = _photo(data.chelsea(), 96, 128)
     content[..., :56, :] = sky * 0.9
-    with stylizer.settings(region_band=0, guided_blend=False):
+    with stylizer.settings(region_segments=0, region_band=0, guided_blend=False):
         coarse_cache = stylizer.style_cache(style, regions=2)
         coarse = stylizer.stylize(content, coarse_cache)
-    with stylizer.settings(region_band=16, guided_blend=False):
+    with stylizer.settings(region_segments=0, region_band=16, guided_blend=False):
         cache = stylizer.style_cache(style, regions=2)
         refined = stylizer.stylize(content, cache)
     assert len(cache.centres) == 2 and set(cache.stats["image"]) == {-1, 0, 1}
     assert (refined - coarse).abs().mean() > 1e-3
-    # The default blends the regions along the photo's edges: another result again.
-    assert stylizer.region_band == 16 and stylizer.guided_blend
-    guided = stylizer.stylize(content, cache)
-    assert (guided - refined).abs().mean() > 1e-4
+    # The default: labels per segment of each photo, blended along its edges: another result.
+    assert stylizer.region_segments > 0 and stylizer.guided_blend
+    segmented = stylizer.stylize(content, stylizer.style_cache(style, regions=2))
+    assert (segmented - refined).abs().mean() > 1e-4
 
 
 def test_automatic_regions_are_dropped_where_the_content_cannot_tell_them_apart(stylizer):

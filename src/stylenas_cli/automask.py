@@ -19,18 +19,41 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.cluster.vq import kmeans2
+from skimage.segmentation import felzenszwalb
 
 from .config import DEFAULT_REGIONS
 
-LEVEL = "relu4_1"
+LEVELS = ("relu4_1", "relu5_1")  # matched together, at the first one's resolution
 MAX_SAMPLES = 20_000  # feature vectors k-means sees (a sample of a large style)
 MIN_SHARE = 0.05  # a region smaller than this share of the style is merged away
 COLOUR_EPS = 1e-3  # variance added to each region's colour covariance (a grey photo's is flat)
 
 
+def matching_feature(feats: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Encoder features ``{level: (1, C, H/2^k, W/2^k)}`` -> ``(1, ΣC, h, w)`` float32 at
+    the first of :data:`LEVELS`' resolution: each level's vectors at unit length, the
+    coarser ones upsampled (bilinear), side by side. relu5_1 sees whole regions where
+    relu4_1 sees their texture (a night sky's clouds against its clear top)."""
+    first = feats[LEVELS[0]]
+    parts = [
+        F.interpolate(
+            F.normalize(feats[level].float(), dim=1), size=first.shape[-2:], mode="bilinear"
+        )
+        for level in LEVELS
+    ]
+    return torch.cat(parts, 1)
+
+
 def _unit_rows(feature: torch.Tensor) -> torch.Tensor:
     """``(1, C, H, W)`` -> ``(H·W, C)`` float32 rows of unit length."""
     return F.normalize(feature[0].flatten(1).T.float(), dim=1)
+
+
+def _similarity(rows: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """Unit rows ``(N, C)`` and centres ``(k, C)`` -> cosines ``(N, k)`` in float32, also
+    inside an autocast block (bf16 keeps ~3 digits: margins of a few hundredths blur)."""
+    with torch.autocast(rows.device.type, enabled=False):
+        return rows.float() @ centres.to(rows.device).float().T
 
 
 def style_regions(
@@ -46,13 +69,13 @@ def style_regions(
         sample = sample[gen.choice(len(sample), MAX_SAMPLES, replace=False)]
     centres, _ = kmeans2(sample.astype(np.float64), k, minit="++", seed=seed)
     centres = F.normalize(torch.from_numpy(centres).float(), dim=1)
-    labels = (rows @ centres.T).argmax(1)
+    labels = _similarity(rows, centres).argmax(1)
     share = torch.bincount(labels, minlength=len(centres)).float() / len(labels)
     keep = share >= MIN_SHARE
     if not keep.any():
         keep[share.argmax()] = True
     centres = centres[keep]
-    labels = (rows @ centres.T).argmax(1)
+    labels = _similarity(rows, centres).argmax(1)
     return centres, labels.view(feature.shape[-2:])
 
 
@@ -60,7 +83,7 @@ def assign_regions(feature: torch.Tensor, centres: torch.Tensor) -> torch.Tensor
     """Content feature ``(1, C, H, W)`` and style centres ``(k, C)`` -> label map ``(H, W)``:
     each pixel's nearest centre by cosine similarity."""
     rows = _unit_rows(feature)
-    return (rows @ centres.to(rows.device).T).argmax(1).view(feature.shape[-2:])
+    return _similarity(rows, centres).argmax(1).view(feature.shape[-2:])
 
 
 def match_margin(feature: torch.Tensor, centres: torch.Tensor) -> float:
@@ -71,9 +94,30 @@ def match_margin(feature: torch.Tensor, centres: torch.Tensor) -> float:
     its dark tarmac)."""
     if len(centres) < 2:
         return float("inf")
-    sims = _unit_rows(feature) @ centres.to(feature.device).T
+    sims = _similarity(_unit_rows(feature), centres)
     best = sims.topk(2, dim=1).values
     return float((best[:, 0] - best[:, 1]).median())
+
+
+def segment_regions(
+    feature: torch.Tensor, centres: torch.Tensor, image: torch.Tensor, scale: float
+) -> torch.Tensor:
+    """Feature ``(1, C, h', w')``, centres ``(k, C)`` and the photo ``(3, H, W)`` in [0, 1]
+    -> labels ``(H, W)``, one per segment of the photo: the photo is cut into segments along
+    its edges (Felzenszwalb's graph segmentation, ``scale`` larger: larger segments) and
+    each segment joins the centre its pixels are nearest to in sum (similarities upsampled
+    bilinearly). A boundary then never crosses a smooth area (a wall, a sky's gradient),
+    where two regions' transforms meeting draw a seam."""
+    h, w = image.shape[-2:]
+    pixels = image.permute(1, 2, 0).float().cpu().numpy()
+    segments = felzenszwalb(pixels, scale=scale, sigma=0.8, min_size=max(1, h * w // 2000))
+    seg = torch.from_numpy(segments).long().flatten().to(feature.device)
+    sims = _similarity(_unit_rows(feature), centres).T
+    sims = F.interpolate(sims.reshape(1, len(centres), *feature.shape[-2:]), size=(h, w),
+                         mode="bilinear")[0].flatten(1)  # fmt: skip
+    total = torch.zeros(len(centres), int(seg.max()) + 1, device=seg.device)
+    total.index_add_(1, seg, sims)
+    return total.argmax(0)[seg].view(h, w)
 
 
 def refine_regions(labels: torch.Tensor, image: torch.Tensor, band: int) -> torch.Tensor:

@@ -13,8 +13,15 @@ import torch
 from PIL import Image
 from torch import nn
 
-from . import automask, stylestore
-from .automask import assign_regions, match_margin, refine_regions, style_regions
+from . import stylestore
+from .automask import (
+    assign_regions,
+    match_margin,
+    matching_feature,
+    refine_regions,
+    segment_regions,
+    style_regions,
+)
 from .config import DEFAULT_MAX_PIXELS, DEFAULT_STYLE_SIZE, LABEL_SNAP, MIN_MATCH_MARGIN
 from .decoder import Decoder
 from .device import CHOICES, autocast, resolve_device, resolve_precision
@@ -71,6 +78,14 @@ COLOUR_REGIONS = False
 # 0.308. Drawn masks keep hard boundaries (a guided blend put a glow around pair 18's statue).
 REGION_BAND = 16
 GUIDED_BLEND = True
+# Automatic labels are decided per segment of each photo (automask.segment_regions:
+# Felzenszwalb's graph segmentation at this scale, at the working size): a boundary then
+# never crosses a smooth wall or sky, where the two regions' transforms met in a seam (pair
+# 27: light patches on the wall and a greyed painting with relu4_1+relu5_1 matching and the
+# colour-refined band above). 0: the band refinement (REGION_BAND). DPST pairs, photonas,
+# --auto-masks, ssim / gram: band 0.633 / 0.306, segments 0.634 / 0.306 (relu4_1 alone:
+# 0.631 / 0.308 and 0.634 / 0.308).
+REGION_SEGMENTS = 300.0
 # The decoder's own transfer points (d1...d5, where a genotype has them) are left out by
 # default: their running features come up from the deep levels at 1/2 to 1/16 of the size, so
 # WCT there stretches a flat region's smooth shading over the style's whole range and makes
@@ -154,6 +169,7 @@ class Stylizer(nn.Module):
         self.label_snap = LABEL_SNAP  # radius snapping drawn labels to edges (0 = off)
         self.region_band = REGION_BAND  # px by automatic region boundaries the colours decide
         self.min_match_margin = MIN_MATCH_MARGIN  # automatic regions only above it
+        self.region_segments = REGION_SEGMENTS  # automatic labels per photo segment; 0: band
         self.guided_blend = GUIDED_BLEND  # automatic regions' blend follows the photo's edges
         self.decoder_transfers = DECODER_TRANSFERS  # WCT at the decoder's d1...d5 points too
         self.dead_ratio = DEAD_CHANNEL_RATIO  # style channels this weak keep the content's
@@ -252,9 +268,12 @@ class Stylizer(nn.Module):
         with self.autocast():
             feats = self.encoder(style.to(self.device))
             if regions and labels is None:
-                cache.centres, labels = style_regions(feats[automask.LEVEL].float(), regions)
-                if self.region_band:
-                    photo = style[0].to(self.device).float()
+                deep = matching_feature(feats)
+                cache.centres, labels = style_regions(deep, regions)
+                photo = style[0].to(self.device).float()
+                if self.region_segments:
+                    labels = segment_regions(deep, cache.centres, photo, self.region_segments)
+                elif self.region_band:
                     labels = refine_regions(labels, photo, self.region_band)
             for level in LEVELS:
                 if level in self.decoder.transfer_points:
@@ -379,11 +398,7 @@ class Stylizer(nn.Module):
         with self.autocast():
             feats = self.encoder(content.to(self.device))
             if auto:
-                deep = feats[automask.LEVEL].float()
-                if match_margin(deep, cache.centres) >= self.min_match_margin:
-                    content_labels = assign_regions(deep, cache.centres)
-                if content_labels is not None and self.region_band:
-                    content_labels = refine_regions(content_labels, photo, self.region_band)
+                content_labels = self._auto_labels(feats, cache.centres, photo)
             # consume: each encoder feature is freed once the decoder has used it
             out = self.decoder(feats, transfer, consume=True)
         out = out.float().clamp(0, 1)
@@ -397,6 +412,20 @@ class Stylizer(nn.Module):
                       global_mix=self.region_mix, region_prior=self.region_prior, guide=guide,
                       guide_memo=memo).clamp_(0, 1)  # fmt: skip
         return out
+
+    def _auto_labels(
+        self, feats: dict[str, torch.Tensor], centres: torch.Tensor, photo: torch.Tensor
+    ) -> torch.Tensor | None:
+        """A content's automatic labels ``(H, W)`` at the photo's ``(3, H, W)`` size from its
+        encoder features, or ``None`` where it cannot tell the style's regions apart (then
+        transferred as one region)."""
+        deep = matching_feature(feats)
+        if match_margin(deep, centres) < self.min_match_margin:
+            return None
+        if self.region_segments:
+            return segment_regions(deep, centres, photo, self.region_segments)
+        labels = assign_regions(deep, centres)
+        return refine_regions(labels, photo, self.region_band) if self.region_band else labels
 
     @torch.inference_mode()
     def stylize_at(
