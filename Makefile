@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 SHARED ?= ../shared
 SKIMAGE_DATA = $$($(PY) -c 'import skimage.data, os; print(os.path.dirname(skimage.data.__file__))')
 
-.PHONY: install demo test lint contact-sheet train-photonas train-photonet train-wct5 bench bench-speed bench-video bench-hires bench-batch sweep-lift soak search-demo search-demo-random prune-demo clean
+.PHONY: install demo test lint contact-sheet train-photonas train-photonet train-wct5 bench bench-speed bench-video bench-hires bench-batch match-report sweep-lift soak search-demo search-demo-random prune-demo clean
 
 install: $(STAMP)
 
@@ -95,6 +95,10 @@ bench-batch: install
 ## memory and open file descriptors must stay flat (prints first/last/max). Not in `make test`.
 soak: install
 	$(PY) scripts/soak.py $(SOAK_ARGS)
+
+## --auto-masks' matching scored against the drawn DPST label maps (~1 min; README "Hard pairs").
+match-report: install
+	$(PY) scripts/match_report.py $(BENCH)/dpst
 
 ## The sweep that chose the lift's defaults (work size x radius x eps, ~1 h on 2 cores).
 sweep-lift: install

@@ -1,16 +1,20 @@
 """Semantic regions without hand-made masks (``--auto-masks``).
 
-The style's deep features (VGG relu4_1, 1/8 of the image: what a pixel *is* rather than its
-colour) are clustered into ``k`` regions by k-means on unit-length feature vectors; a
-content pixel joins the region whose centre its own feature is closest to (cosine), so sky
-goes to the style's sky and ground to its ground. The style's regions do not depend on the
-content: they are computed once with the style's statistics. The resulting label maps are
-used like user-given masks (per-region WCT with soft boundaries, :func:`~stylenas_cli.wct.wct`).
+The style's deep features (VGG relu4_1 and relu5_1 side by side at 1/8 of the image,
+:func:`matching_feature`: what a pixel *is* rather than its colour) are clustered into ``k``
+regions by k-means on unit-length feature vectors; a content pixel joins the region whose
+centre its own feature is closest to (cosine), so sky goes to the style's sky and ground to
+its ground. The style's regions do not depend on the content: they are computed once with
+the style's statistics. The resulting label maps are used like user-given masks (per-region
+WCT with soft boundaries, :func:`~stylenas_cli.wct.wct`).
 
-A relu4_1 label is an 8-pixel cell whose receptive field reaches past an object's outline:
-the sky beside a statue's head joins the statue's region and takes its style (a glow once
-the boundaries are blended). :func:`refine_regions` lets the photo's colours decide the
-pixels near a region boundary, at the photo's own resolution, in the style and the content.
+Where the content's pixels are about as near one centre as the other
+(:func:`match_margin`), its labels would be noise: the photo is then transferred as one
+region. A deep label is an 8-pixel cell whose receptive field reaches past an object's
+outline, and a boundary across a smooth wall or sky draws a seam where two transforms
+meet: :func:`segment_regions` decides the labels per segment of the photo, cut along its
+edges (:func:`refine_regions`, the older way, lets the colours decide a band of pixels
+along each boundary).
 """
 
 from __future__ import annotations
