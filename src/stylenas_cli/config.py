@@ -59,7 +59,8 @@ DEFAULT_REGIONS = 2
 # Automatic regions are used only where the content tells the style's regions apart: the
 # median margin of its pixels' matching (automask.match_margin) at least this; else the photo
 # is transferred as one region, as without masks. Under it the labels were noise that drew
-# blotches: pair 21's dark blue blot in the sky (margin 0.027), 22's dark blob in a flower's
-# centre (0.057), 18 (0.039); DPST margins run 0.027-0.56, the cut in their widest gap below
-# 0.1 (0.074-0.096).
+# blotches: pair 21's dark blue blot in the sky, 22's dark blob in a flower's centre, 02's
+# cloud and light bands. DPST margins (relu4_1 + relu5_1, make match-report): 22 0.025, 21
+# 0.028, 18 0.046, 09 0.049, 02 0.057, then 14 0.088 ... 16 0.44: the cut in the widest gap
+# below 0.1 (relu4_1 alone, where it was chosen: 0.074-0.096).
 MIN_MATCH_MARGIN = 0.08

@@ -259,7 +259,7 @@ def auto_masks_options(f):
         help="Match regions of the content and the style automatically (clusters of deep "
         "features: sky to sky, ground to ground, decided per segment of each photo, so "
         "boundaries follow its edges) and transfer per region, blended along the photos' "
-        "edges. A photo that cannot tell "
-        f"the style's regions apart (their matching's median margin under {MIN_MATCH_MARGIN}) is "
-        "transferred as one region. Given masks take precedence.",
+        "edges. A photo that cannot tell the style's regions apart (their matching's median "
+        f"margin under {MIN_MATCH_MARGIN}) is transferred as one region. Given masks take "
+        "precedence.",
     )(f)
