@@ -277,13 +277,16 @@ def test_a_dead_runs_temp_files_are_removed_by_the_next_run(tmp_path, style, sty
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
     pid = int(dead.stdout)
-    stale = tmp_path / f".a_stylized.{pid}.k3j2.jpg.tmp"
+    stale = tmp_path / f".a_stylized.{pid}.stylenas_k3j2abcd.jpg.tmp"
     stale.write_bytes(b"partial")
-    mine = tmp_path / f".a_stylized.{os.getpid()}.zzzz.jpg.tmp"  # a live process's: kept
+    mine = tmp_path / f".a_stylized.{os.getpid()}.stylenas_zzzzzzzz.jpg.tmp"  # a live run's
     mine.write_bytes(b"in progress")
+    users = tmp_path / f".a_stylized.{pid}.notes.tmp"  # the old pattern, without our marker
+    users.write_bytes(b"a user's notes")
     result = stylize(content, "--style", style)
     assert result.exit_code == 0, result.output
     assert not stale.exists() and mine.exists()
+    assert users.read_bytes() == b"a user's notes"
 
 
 @pytest.mark.skipif(ROOT, reason="root reads and writes through permissions")

@@ -172,8 +172,10 @@ def test_manifest_run_equals_one_style_runs_and_reads_each_style_once(
     styles = {(Path(r["content"]).name, Path(r["style"]).name) for r in records[:-1]}
     pairs = {("a.jpg", "s.jpg"), ("b.png", "t.png"), ("c.jpg", "s.jpg"), ("a.jpg", "t.png")}
     assert styles == pairs
+    # A row's own relative output is read from -o, like the planned ones.
     assert sorted(p.name for p in out.iterdir()) == [
-        "a_stylized.jpg", "b_stylized.png", "c_stylized.jpg"]  # fmt: skip
+        "a_stylized.jpg", "a_t.png", "b_stylized.png", "c_stylized.jpg"]  # fmt: skip
+    assert not (lib / "a_t.png").exists()
     # The same photos one style at a time, the classic way.
     solo = tmp_path / "solo"
     assert run(lib / "a.jpg", lib / "s.jpg", "-o", solo / "a.jpg").exit_code == 0
@@ -183,7 +185,7 @@ def test_manifest_run_equals_one_style_runs_and_reads_each_style_once(
     assert np.array_equal(_pixels(out / "a_stylized.jpg"), _pixels(solo / "a.jpg"))
     assert np.array_equal(_pixels(out / "b_stylized.png"), _pixels(solo / "b.png"))
     assert np.array_equal(_pixels(out / "c_stylized.jpg"), _pixels(solo / "c.jpg"))
-    assert np.array_equal(_pixels(lib / "a_t.png"), _pixels(solo / "a_t.png"))
+    assert np.array_equal(_pixels(out / "a_t.png"), _pixels(solo / "a_t.png"))
     # alpha 0.5 really differs from full strength with the same style
     full = tmp_path / "c_full.jpg"
     assert run(lib / "c.jpg", lib / "s.jpg", "-o", full).exit_code == 0

@@ -29,7 +29,10 @@ def _pixels(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path))
 
 
-def test_ray_outputs_equal_local_ones_and_resume(tmp_path):
+def test_ray_outputs_equal_local_ones_and_resume(tmp_path, monkeypatch, one_thread):
+    # Ray's actors run one thread each: the local run too, in fp32, so that the pixels are
+    # bit for bit the same (bf16 and a different thread count round differently).
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     photos = sorted((SHARED / "train").glob("*.jpg"))[:5]
     styles = sorted((SHARED / "bench" / "stylenas" / "style").glob("*.jpg"))[:2]
     rows = [{"content": str(p), "style": str(styles[i % 2])} for i, p in enumerate(photos)]
@@ -37,10 +40,10 @@ def test_ray_outputs_equal_local_ones_and_resume(tmp_path):
     manifest = tmp_path / "pairs.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
-    local = _run("--pairs", manifest, "-o", tmp_path / "local", "--json")
+    local = _run("--pairs", manifest, "-o", tmp_path / "local", "--json", "--precision", "fp32")
     assert local.exit_code == 1  # the missing content
     remote = _run("--pairs", manifest, "-o", tmp_path / "ray", "--json", "--backend", "ray",
-                  "--workers", "2")  # fmt: skip
+                  "--workers", "2", "--precision", "fp32")  # fmt: skip
     assert remote.exit_code == 1, remote.output
     records = [json.loads(x) for x in remote.stdout.splitlines()]
     assert records[-1] == {"summary": {"written": 5, "skipped": 0, "failed": 1}}

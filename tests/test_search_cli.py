@@ -99,7 +99,10 @@ def test_cli_errors_are_one_line(tmp_path, photo_dir, weights_file):
     result = CliRunner().invoke(
         prune_command, ["--teacher", "photonas", "--teacher-weights", str(tmp_path / "w.pt")]
     )
-    assert result.exit_code == 1 and result.output.startswith("error: weights file not found")
+    assert (
+        result.exit_code == 1
+        and result.output.strip() == f"error: {tmp_path / 'w.pt'}: weights file not found"
+    )
     result = CliRunner().invoke(
         prune_command,
         [

@@ -19,7 +19,7 @@ from PIL import Image
 from . import stylestore
 from .batch import StylizeConfig, plan_image_outputs, stylize_files, stylize_images
 from .config import DEFAULT_STYLE_SIZE, DEFAULT_WORK_SIZE, LiftConfig
-from .images import ImageError, LoadedImage
+from .images import ImageError, LoadedImage, pil_pixels, to_srgb, to_uint8
 from .model import StyleCache, Stylizer, check_side
 
 ImageLike = str | Path | Image.Image | np.ndarray
@@ -53,9 +53,11 @@ def stylize(
     Args:
         content: a path (the result is written like the command line does: to ``output``,
             default ``<stem>_stylized.<ext>`` beside it, and its path returned), a PIL image
-            (a PIL RGB image returned) or an ``(H, W, 3)`` array, uint8 or float in [0, 1]
-            (an array of the same dtype returned).
-        style: a path, PIL image or array.
+            in any mode, 16-bit included, converted as the command line converts files (a
+            PIL RGB image returned) or an ``(H, W, 3)`` array, uint8 or float in [0, 1]
+            (an array of the same dtype returned); other dtypes and float values outside
+            [0, 1] are refused.
+        style: a path, PIL image or array (the same rules).
         work_size: long side the network sees (None: every pixel); ``lift``: the guided
             filter's settings (default :class:`~stylenas_cli.config.LiftConfig`).
         regions: > 0: that many semantic regions found automatically in the style and
@@ -64,13 +66,16 @@ def stylize(
     Raises :class:`~stylenas_cli.errors.StylenasError` (one line) for unusable inputs."""
     if regions < 0:
         raise ValueError(f"regions must be 0 (none) or more, got {regions}")
+    if not isinstance(content, str | Path):
+        content_image = _loaded(content, "content")  # refused before a model loads
+    style_image = None if isinstance(style, str | Path) else _loaded(style, "style")
     model = _model(arch, None if weights is None else str(weights), device, precision)
     lift = lift or LiftConfig()
     if isinstance(content, str | Path):
         if not isinstance(style, str | Path):
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "style.png"
-                _as_pil(style).save(path)
+                Image.fromarray(to_uint8(style_image.rgb[0]), "RGB").save(path)
                 return stylize(content, path, output, arch=arch, weights=weights, alpha=alpha,
                                work_size=work_size, style_size=style_size, lift=lift,
                                device=device, precision=precision, cache=False,
@@ -83,9 +88,10 @@ def stylize(
         if not result.ok:
             raise ImageError(result.error)
         return dest
-    image = _loaded(content)
+    image = content_image
     check_side(*image.size, "content")
-    summary = _style(model, style, style_size, cache, regions)
+    summary = _style(model, style if style_image is None else style_image, style_size, cache,
+                     regions)  # fmt: skip
     styled = stylize_images(model, [image], summary, alpha, None, work_size, lift)[0]
     if isinstance(content, Image.Image):
         return Image.fromarray(styled, "RGB")
@@ -94,30 +100,46 @@ def stylize(
     return styled
 
 
-def _as_pil(image: Image.Image | np.ndarray) -> Image.Image:
+def _loaded(image: Image.Image | np.ndarray, what: str) -> LoadedImage:
+    """A PIL image (any mode: converted as files are, 16-bit kept as float) or an
+    ``(H, W, 3)`` uint8 / float-in-[0, 1] array as a :class:`LoadedImage`; anything else is
+    an :class:`ImageError` saying what was received."""
     if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    arr = np.asarray(image)
-    if np.issubdtype(arr.dtype, np.floating):
-        arr = (np.clip(arr, 0, 1) * 255 + 0.5).astype(np.uint8)
-    if arr.ndim != 3 or arr.shape[2] != 3:
-        raise ImageError(f"expected an (H, W, 3) image array, got shape {arr.shape}")
-    return Image.fromarray(arr.astype(np.uint8), "RGB")
-
-
-def _loaded(image: Image.Image | np.ndarray) -> LoadedImage:
-    return LoadedImage(np.ascontiguousarray(np.asarray(_as_pil(image))))
+        pixels, alpha, sixteen = pil_pixels(to_srgb(image))
+        return LoadedImage(np.ascontiguousarray(pixels), alpha, sixteen)
+    if not isinstance(image, np.ndarray):
+        raise ImageError(
+            f"{what}: expected a path, a PIL image or a numpy array, got {type(image).__name__}"
+        )
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ImageError(f"{what}: expected an (H, W, 3) image array, got shape {image.shape}")
+    if image.dtype == np.uint8:
+        return LoadedImage(np.ascontiguousarray(image))
+    if np.issubdtype(image.dtype, np.floating):
+        low, high = (float(image.min()), float(image.max())) if image.size else (0.0, 0.0)
+        if not (np.isfinite(low) and np.isfinite(high) and 0.0 <= low and high <= 1.0):
+            raise ImageError(
+                f"{what}: a float image array must hold values in [0, 1], got [{low:g}, "
+                f"{high:g}] (divide 8-bit values by 255)"
+            )
+        return LoadedImage(np.ascontiguousarray(image, dtype=np.float32))
+    raise ImageError(
+        f"{what}: image arrays must be uint8 or float in [0, 1], got {image.dtype} (e.g. "
+        "16-bit: (a / 65535).astype('float32'))"
+    )
 
 
 def _style(
-    model: Stylizer, style: ImageLike, size: int, cache: bool, regions: int = 0
+    model: Stylizer, style: str | Path | LoadedImage, size: int, cache: bool, regions: int = 0
 ) -> StyleCache:
     if isinstance(style, str | Path):
         store = stylestore.cache_dir() if cache else None
         return model.load_style(style, size, cache_dir=store, regions=regions)
-    pil = _as_pil(style)
-    if max(pil.size) > size:
-        pil.thumbnail((size, size), Image.Resampling.LANCZOS)
-    loaded = _loaded(pil)
-    check_side(*loaded.size, "style")
-    return model.style_cache(loaded.rgb.to(model.device), regions=regions)
+    check_side(*style.size, "style")
+    w, h = style.size
+    if max(w, h) > size:
+        scale = size / max(w, h)
+        rgb = style.resized(max(1, round(h * scale)), max(1, round(w * scale)))
+    else:
+        rgb = style.rgb
+    return model.style_cache(rgb.to(model.device), regions=regions)

@@ -133,6 +133,10 @@ def expand_contents(
             out.append(p)
             subdirs.append(Path("."))
             continue
+        # An output folder inside this one is left out; results written into the folder itself
+        # (or one above it) are told apart by their name (*_stylized).
+        here = p.resolve()
+        inner = skip if skip is not None and skip != here and skip.is_relative_to(here) else None
         walk = p.rglob("*") if recursive else p.iterdir()
         found = sorted(
             f
@@ -140,7 +144,7 @@ def expand_contents(
             if f.suffix.lower() in IMAGE_SUFFIXES
             and not f.stem.endswith(STYLIZED_SUFFIX)
             and not any(part.startswith(".") for part in f.relative_to(p).parts)
-            and not (skip is not None and f.resolve().is_relative_to(skip))
+            and not (inner is not None and f.resolve().is_relative_to(inner))
             and f.is_file()
         )
         if not found:
@@ -172,8 +176,8 @@ def precheck(
 ) -> tuple[list[tuple[Path, Path]], list[Result]]:
     """Check the inputs before any model is loaded: the style must decode and the masks'
     headers be readable (an :class:`ImageError` otherwise); each content's header must be
-    readable and within ``cfg.max_pixels``, and its output must not be the content or the
-    style (refused even with ``overwrite``: it would destroy an input). Returns the
+    readable and within ``cfg.max_pixels``, and its output must not be the content, the
+    style or a mask (refused even with ``overwrite``: it would destroy an input). Returns the
     ``(content, output)`` pairs to run and one failed :class:`Result` per content refused."""
     with open_image(style, cfg.max_pixels, "style") as img:
         try:  # decoded whole (JPEGs at 1/8 scale: fast) so a truncated style fails here
@@ -190,9 +194,11 @@ def precheck(
         try:
             with open_image(c, cfg.max_pixels):
                 pass
-            if same_file(o, c) or same_file(o, style):
-                which = "the content" if same_file(o, c) else "the style"
-                raise ImageError(f"{o}: the output would replace {which}; choose another -o")
+            inputs = {"the content": c, "the style": style, "the content mask": cfg.content_mask,
+                      "the style mask": cfg.style_mask}  # fmt: skip
+            for which, path in inputs.items():
+                if path is not None and same_file(o, path):
+                    raise ImageError(f"{o}: the output would replace {which}; choose another -o")
         except ImageError as err:
             failed.append(Result(c, None, False, str(err)))
             continue
@@ -225,6 +231,14 @@ def _stylize_files(model, contents, style, outputs, cfg, on_result, styles) -> l
     if not checked:
         return results
     cache = _style(model, style, cfg, {} if styles is None else styles)
+    style_notes, cache.notes = cache.notes, []  # said once, with the style's first result
+
+    def emit(r: Result) -> None:
+        nonlocal style_notes
+        r.notes, style_notes = style_notes + r.notes, []
+        results.append(r)
+        on_result(r)
+
     content_labels = None
     todo: list[tuple[Path, Path]] = []
     for c, o in checked:
@@ -232,8 +246,7 @@ def _stylize_files(model, contents, style, outputs, cfg, on_result, styles) -> l
         if done is None:
             todo.append((c, o))
         else:
-            results.append(done)
-            on_result(done)
+            emit(done)
     # Same-size contents next to each other so they share a batch.
     todo.sort(key=lambda co: oriented_size(co[0]) or (0, 0))
     for group in _same_size_groups(todo, cfg.batch_size):
@@ -247,13 +260,10 @@ def _stylize_files(model, contents, style, outputs, cfg, on_result, styles) -> l
                     content_labels = load_labels(cfg.content_mask, size, cfg.max_pixels)
                 loaded.append((c, o, img))
             except ImageError as err:
-                r = Result(c, None, False, str(err))
-                results.append(r)
-                on_result(r)
+                emit(Result(c, None, False, str(err)))
         for sub in _split_by_size(loaded):
             for r in _run_batch(model, sub, cache, cfg, content_labels):
-                results.append(r)
-                on_result(r)
+                emit(r)
         del loaded
         release_freed_memory()  # a long folder of mixed sizes must not grow the process
     return results

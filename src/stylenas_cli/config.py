@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 # Image files the tool reads and writes, by suffix.
@@ -38,8 +39,8 @@ class LiftConfig:
     def __post_init__(self) -> None:
         if self.radius < 1:
             raise ValueError(f"lift radius must be at least 1 px, got {self.radius}")
-        if not self.eps > 0:
-            raise ValueError(f"lift eps must be positive, got {self.eps}")
+        if not (math.isfinite(self.eps) and self.eps > 0):
+            raise ValueError(f"lift eps must be a positive finite number, got {self.eps}")
 
 
 # Drawn label maps are snapped to the content's edges (wct.snap_labels; --mask-snap) with a

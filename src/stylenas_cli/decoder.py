@@ -61,6 +61,17 @@ def stage_specs() -> tuple[StageSpec, ...]:
     )
 
 
+def point_channels(point: str) -> int:
+    """Channels of the feature a transfer point acts on: an encoder level's, or the running
+    feature at the start of decoder stage ``d1`` ... ``d5``."""
+    if point in CHANNELS:
+        return CHANNELS[point]
+    running = {"d1": 512, "d2": 512} | {f"d{k + 3}": s.out for k, s in enumerate(stage_specs()[:3])}
+    if point not in running:
+        raise ValueError(f"unknown transfer point {point!r}")
+    return running[point]
+
+
 class ConvBlock(nn.Sequential):
     """Reflection-padded conv, ReLU unless it is the output conv."""
 

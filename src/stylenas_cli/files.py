@@ -11,6 +11,7 @@ import glob
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -60,6 +61,7 @@ def plan_outputs(
             dest = out
         if dest.suffix.lower() not in suffixes:
             raise OutputError(f"{dest}: output needs {kind} extension ({', '.join(suffixes)})")
+        check_name(dest)
         plans.append(dest)
     if len(set(plans)) != len(plans):
         raise OutputError("two inputs would write the same output file: give distinct names")
@@ -83,18 +85,77 @@ def check_writable(folder: Path) -> None:
         ) from None
 
 
+def check_folders_writable(folders: Iterable[Path]) -> None:
+    """Check, before any work, that a file can be written in each folder (or, for one that
+    does not exist yet, in its nearest existing parent, where it will be created); nothing
+    is created. Raises :class:`OutputError` naming the first that cannot."""
+    seen: set[Path] = set()
+    for folder in folders:
+        existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+        if existing in seen:
+            continue
+        seen.add(existing)
+        if not existing.is_dir():
+            raise OutputError(f"{existing}: is a file, so no output folder can be made there")
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{TEMP_MARK}check.", suffix=".tmp", dir=existing)
+            os.close(fd)
+            os.unlink(tmp)
+        except OSError as err:
+            raise OutputError(
+                f"{folder}: cannot write the output there ({err.strerror or err}); choose "
+                "another -o"
+            ) from None
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
 
 
+TEMP_MARK = "stylenas_"  # in every temp name this tool makes: the cleanup removes no other
+_TEMP_RESERVE = 48  # bytes of a temp name besides the stem and the output's suffix
+
+
+def name_max(folder: Path) -> int:
+    """The longest file name (bytes) the file system of ``folder`` (or its nearest existing
+    parent) takes."""
+    for parent in (folder, *folder.parents):
+        try:
+            return os.pathconf(parent, "PC_NAME_MAX")
+        except (OSError, ValueError):
+            continue
+    return 255
+
+
+def check_name(dest: Path) -> None:
+    """Refuse an output whose file name the file system cannot hold (before any work)."""
+    size, limit = len(os.fsencode(dest.name)), name_max(dest.parent)
+    if size > limit:
+        raise OutputError(
+            f"{dest}: the file name is {size} bytes, over this file system's limit of {limit}; "
+            "choose a shorter name"
+        )
+
+
+def _temp_stem(dest: Path) -> str:
+    """``dest``'s stem cut (on a character boundary) so that every temp name of
+    :func:`make_temp` stays within the file system's name limit."""
+    budget = name_max(dest.parent) - _TEMP_RESERVE - len(os.fsencode(dest.suffix))
+    stem = dest.stem
+    while len(os.fsencode(stem)) > max(1, budget):
+        stem = stem[:-1]
+    return stem
+
+
 def make_temp(dest: Path, suffix: str) -> Path:
-    """A new empty hidden temp file beside ``dest`` whose name carries this process's id
-    (``.<stem>.<pid>.<random><suffix>``), so a later run can tell a dead run's leftovers
-    (:func:`remove_stale_temps`) from the files of a run still going."""
+    """A new empty hidden temp file beside ``dest``, named
+    ``.<stem>.<pid>.stylenas_<random><suffix>`` (the stem shortened to fit the name limit):
+    the marker tells this tool's temp files from a user's, the process id a dead run's
+    leftovers (:func:`remove_stale_temps`) from the files of a run still going."""
     fd, tmp = tempfile.mkstemp(
-        prefix=f".{dest.stem}.{os.getpid()}.", suffix=suffix, dir=dest.parent
+        prefix=f".{_temp_stem(dest)}.{os.getpid()}.{TEMP_MARK}", suffix=suffix, dir=dest.parent
     )
     os.close(fd)
     return Path(tmp)
@@ -103,10 +164,12 @@ def make_temp(dest: Path, suffix: str) -> Path:
 def remove_stale_temps(dest: Path) -> list[Path]:
     """Remove the temp files a killed run left beside ``dest`` (those of :func:`make_temp`
     whose process no longer exists); returns what was removed."""
+    stem = _temp_stem(dest)
+    ours = re.compile(rf"\.{re.escape(stem)}\.(\d+)\.{TEMP_MARK}[a-z0-9_]{{8}}\S*\.tmp")
     removed = []
-    for tmp in dest.parent.glob(f".{glob.escape(dest.stem)}.*.tmp"):
-        pid = tmp.name[len(dest.stem) + 2 :].split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+    for tmp in dest.parent.glob(f".{glob.escape(stem)}.*.tmp"):
+        found = ours.fullmatch(tmp.name)
+        if found and not _alive(int(found.group(1))):
             with contextlib.suppress(OSError):
                 tmp.unlink()
                 removed.append(tmp)

@@ -86,7 +86,8 @@ def open_image(
     if not path.exists():
         raise ImageError(f"{path}: {what} file not found")
     if path.is_dir():
-        raise ImageError(f"{path}: is a directory, not an {what} file")
+        article = "an" if what[0] in "aeiou" else "a"
+        raise ImageError(f"{path}: is a directory, not {article} {what} file")
     if path.stat().st_size == 0:
         raise ImageError(f"{path}: empty file")
     try:
@@ -132,7 +133,7 @@ def to_srgb(img: Image.Image) -> Image.Image:
         return img
 
 
-def _pixels(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None, bool]:
+def pil_pixels(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None, bool]:
     """PIL image -> ``(H, W, 3)`` uint8 (8-bit) or float32 in [0, 1] (16/32-bit), alpha."""
     alpha = None
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
@@ -183,7 +184,7 @@ def load_image(
                 scale = max_size / max(img.size)
                 new = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
                 img = img.resize(new, Image.Resampling.LANCZOS)
-            pixels, alpha, sixteen = _pixels(img)
+            pixels, alpha, sixteen = pil_pixels(img)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"{path}: not a readable image ({first_line(err)})") from None
     return LoadedImage(np.ascontiguousarray(pixels), alpha, sixteen, notes)

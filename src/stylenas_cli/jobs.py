@@ -5,21 +5,24 @@ strength and masks. Jobs run grouped by style (each style summarised once) and, 
 
 A manifest row has ``content`` and ``style`` (required), ``output``, ``alpha``,
 ``content_mask``, ``style_mask`` (optional). Relative paths are relative to the manifest's
-own folder, so a manifest travels with its photos. The failure report a run writes
-(:func:`write_failures`) is itself a manifest: ``--pairs failures.jsonl`` retries them.
+own folder, so a manifest travels with its photos; a relative ``output`` is relative to the
+output folder when one is given (and must stay inside it). No output may replace an input of
+the run (:func:`check_outputs`). The failure report a run writes (:func:`write_failures`) is
+itself a manifest: ``--pairs failures.jsonl`` retries them.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .batch import Result, StylizeConfig, precheck, stylize_files
 from .errors import StylenasError
-from .files import OutputError, atomic_write, plan_outputs
+from .files import OutputError, atomic_write, check_name, plan_outputs
 from .images import IMAGE_SUFFIXES, ImageError, oriented_size
 from .model import Stylizer
 
@@ -40,9 +43,16 @@ class Job:
     alpha: float | None = None  # None: the run's --alpha
     content_mask: Path | None = None
     style_mask: Path | None = None
+    where: str = field(default="", compare=False)  # "manifest:line" of a manifest's row
 
     def as_dict(self) -> dict:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+        values = {k: getattr(self, k) for k in FIELDS}
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in values.items()}
+
+    @property
+    def inputs(self) -> list[Path]:
+        """The files this job reads."""
+        return [p for p in (self.content, self.style, self.content_mask, self.style_mask) if p]
 
     @classmethod
     def from_dict(cls, row: dict) -> Job:
@@ -56,10 +66,12 @@ def jobs_for(contents: list[Path], style: Path, outputs: list[Path]) -> list[Job
     return [Job(c, style, o) for c, o in zip(contents, outputs)]
 
 
-def read_manifest(path: Path) -> list[Job]:
+def read_manifest(path: Path, output_dir: str | Path | None = None) -> list[Job]:
     """Jobs from a CSV (header row naming the columns) or JSONL file (one object per line):
     ``.csv`` is CSV, ``.jsonl``/``.ndjson``/``.json`` JSON lines, anything else by its first
-    character. Raises :class:`ManifestError` naming the file and line of a bad row."""
+    character. Relative paths are read from the manifest's folder, a relative ``output`` from
+    ``output_dir`` when it is given. Raises :class:`ManifestError` naming the file and line of
+    a bad row."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as err:
@@ -68,7 +80,8 @@ def read_manifest(path: Path) -> list[Job]:
         path.suffix.lower() != ".csv" and text.lstrip().startswith("{")
     )
     rows = _json_rows(path, text) if as_json else _csv_rows(path, text)
-    jobs = [_job(path, line, row) for line, row in rows]
+    out = None if output_dir is None else Path(output_dir)
+    jobs = [_job(path, line, row, out) for line, row in rows]
     if not jobs:
         raise ManifestError(f"{path}: the pairs manifest has no rows")
     return jobs
@@ -101,7 +114,7 @@ def _csv_rows(path: Path, text: str) -> Iterable[tuple[int, dict]]:
             yield reader.line_num, {k.strip(): (v or "").strip() for k, v in row.items()}
 
 
-def _job(path: Path, line: int, row: dict) -> Job:
+def _job(path: Path, line: int, row: dict, output_dir: Path | None) -> Job:
     where = f"{path}:{line}"
     unknown = set(row) - set(FIELDS) - set(REPORT_FIELDS)
     if unknown:
@@ -122,7 +135,9 @@ def _job(path: Path, line: int, row: dict) -> Job:
         raise ManifestError(f"{where}: alpha must be between 0 and 1, got {job.alpha}")
     base = path.parent
     paths = {k: base / v for k, v in job.as_dict().items() if k != "alpha" and v is not None}
-    return replace(job, **{k: Path(v) for k, v in paths.items()})
+    if job.output is not None and output_dir is not None:
+        paths["output"] = output_dir / job.output  # an absolute output stays as it is
+    return replace(job, where=where, **{k: Path(v) for k, v in paths.items()})
 
 
 def plan_jobs(jobs: list[Job], output: str | Path | None) -> list[Job]:
@@ -142,6 +157,7 @@ def plan_jobs(jobs: list[Job], output: str | Path | None) -> list[Job]:
     for job in planned:
         if job.output.suffix.lower() not in IMAGE_SUFFIXES:
             raise OutputError(f"{job.output}: output needs an image extension")
+        check_name(job.output)
         key = job.output.resolve()
         if key in seen:
             raise OutputError(
@@ -150,6 +166,60 @@ def plan_jobs(jobs: list[Job], output: str | Path | None) -> list[Job]:
             )
         seen[key] = job
     return planned
+
+
+class FileSet:
+    """Files to protect, matched by identity (hard and symbolic links, ``..``) when they
+    exist and by resolved path when they do not."""
+
+    def __init__(self, paths: Iterable[Path]) -> None:
+        self.ids: set[tuple[int, int]] = set()
+        self.names: set[Path] = set()
+        for p in paths:
+            self.add(p)
+
+    @staticmethod
+    def _id(path: Path) -> tuple[int, int] | None:
+        try:
+            st = os.stat(path)
+        except (OSError, ValueError):
+            return None
+        return st.st_dev, st.st_ino
+
+    def add(self, path: Path) -> None:
+        found = self._id(path)
+        if found is not None:
+            self.ids.add(found)
+        self.names.add(Path(os.path.realpath(path)))
+
+    def __contains__(self, path: Path) -> bool:
+        found = self._id(path)
+        return (found is not None and found in self.ids) or Path(
+            os.path.realpath(path)
+        ) in self.names
+
+
+def check_outputs(
+    jobs: list[Job], output_dir: str | Path | None = None, inputs: Iterable[Path] = ()
+) -> tuple[list[Job], list[Result]]:
+    """Planned jobs whose output may be written, and a failed :class:`Result` (one line
+    naming the manifest's file:line) for each job whose output would replace an input of
+    any job (or one of ``inputs``, e.g. the manifest) or, with ``output_dir``, would land
+    outside it (after ``..`` and links). Checked before anything runs, ``--overwrite`` or not."""
+    protected = FileSet([p for job in jobs for p in job.inputs] + list(inputs))
+    root = None if output_dir is None else Path(os.path.realpath(output_dir))
+    ok, refused = [], []
+    for job in jobs:
+        where = f"{job.where}: " if job.where else ""
+        if job.output in protected:
+            msg = f"{where}output {job.output} would replace an input of this run; choose another"
+        elif root is not None and not Path(os.path.realpath(job.output)).is_relative_to(root):
+            msg = f"{where}output {job.output} is outside -o {output_dir}; give a path inside it"
+        else:
+            ok.append(job)
+            continue
+        refused.append(Result(job.content, None, False, msg, style=job.style))
+    return ok, refused
 
 
 def _group_key(job: Job) -> tuple:
@@ -238,18 +308,23 @@ def job_of(result: Result, jobs: Iterable[Job]) -> Job:
     return Job(result.content, result.style or Path(""), result.output)
 
 
-def write_failures(path: Path, jobs: list[Job], results: list[Result]) -> int:
-    """Each failed job as one JSON line (its columns and its ``error``), written atomically
-    to ``path`` (replacing the last report): a manifest that retries them. Returns the
-    number of failures."""
+def write_failures(
+    path: Path, jobs: list[Job], results: list[Result], overwrite: bool = False
+) -> int:
+    """Each failed job as one JSON line (its columns, as absolute paths, and its ``error``),
+    written atomically to ``path`` only when a job failed: a manifest that retries them.
+    An existing ``path`` is replaced only with ``overwrite``. Returns the number of
+    failures."""
     by_content: dict[Path, list[Job]] = {}  # a library of a million jobs: no scan per failure
     for job in jobs:
         by_content.setdefault(job.content, []).append(job)
-    lines = [
-        json.dumps(job_of(r, by_content.get(r.content, [])).as_dict() | {"error": r.error})
-        for r in results
-        if not r.ok
-    ]
-    text = "".join(f"{line}\n" for line in lines)
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), overwrite=True)
+    lines = []
+    for r in results:
+        if not r.ok:
+            row = job_of(r, by_content.get(r.content, [])).as_dict()
+            row = {k: os.path.abspath(v) if isinstance(v, str) else v for k, v in row.items()}
+            lines.append(json.dumps(row | {"error": r.error}))
+    if lines:
+        text = "".join(f"{line}\n" for line in lines)
+        atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), overwrite)
     return len(lines)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
@@ -23,11 +24,11 @@ from .automask import (
     style_regions,
 )
 from .config import DEFAULT_MAX_PIXELS, DEFAULT_STYLE_SIZE, LABEL_SNAP, MIN_MATCH_MARGIN
-from .decoder import Decoder
+from .decoder import Decoder, point_channels
 from .device import CHOICES, autocast, resolve_device, resolve_precision
 from .encoder import LEVELS, VGGEncoder
 from .genotype import Genotype, resolve
-from .images import ImageError, load_image, load_labels, oriented_size
+from .images import ImageError, load_image, load_labels, open_image, oriented_size
 from .lift import DEFAULT_WORK_SIZE, LiftConfig, downscale, lift, work_shape
 from .wct import ColourStats, resize_labels, snap_labels, style_stats, wct
 
@@ -39,13 +40,8 @@ WHITEN_SHRINK = 0.67
 # pairs, --auto-masks: ssim 0.588 -> 0.601, gram 0.367 -> 0.351 against hard boundaries.
 MASK_SOFTNESS = 0.03
 # A last transfer point on the output image itself (RGB), at this strength: the decoder's
-# colours lean to the content's (grey styles stayed colourful). Its whitening has its own,
-# lighter shrinkage: 0.67 (the feature levels') kept part of the content's channel
-# correlations, so grey styles still came out coloured; 0 amplifies the chroma noise of
-# near-grey contents into pink/green blotches in flat skies. Measured with
-# scripts/sweep_wct.py, photonas, StyleNAS pairs (gram / ssim): no image point 0.325 / 0.856;
-# 0.5 with shrink 0.67 0.288 / 0.844; 1.0 with 0.67 0.307 / 0.826; 1.0 with 0.25 0.267;
-# 1.0 with 0.15 0.257 / 0.830; 1.0 with 0.1 0.252; 1.0 with 0 0.245 (blotchy).
+# colours lean to the content's. Its whitening's own, lighter shrinkage keeps grey styles grey
+# without amplifying the chroma noise of near-grey contents (scripts/sweep_wct.py).
 COLOUR_MATCH = 1.0
 COLOUR_SHRINK = 0.15
 IMAGE_POINT = "image"
@@ -133,6 +129,39 @@ def check_side(width: int, height: int, what: str) -> None:
         raise ImageError(f"{what} is {width}x{height}; both sides must be >= {MIN_SIDE} px")
 
 
+Pads = tuple[int, int, int, int]  # (left, right, top, bottom), as F.pad takes them
+
+
+def min_side_pads(height: int, width: int, side: int = MIN_SIDE) -> Pads:
+    """How much to pad an ``height × width`` image so both sides are at least ``side``."""
+    dh, dw = max(0, side - height), max(0, side - width)
+    return dw // 2, dw - dw // 2, dh // 2, dh - dh // 2
+
+
+def mirror_pad(x: torch.Tensor, pads: Pads) -> torch.Tensor:
+    """``(B, C, H, W)`` padded by ``pads`` with the image mirrored at its edges (mirrored
+    again where it is thinner than the padding; a 1-px side repeats its pixels)."""
+    left, right, top, bottom = pads
+    while left or right or top or bottom:
+        h, w = x.shape[-2:]
+        if w == 1 and (left or right):  # nothing to mirror
+            x, left, right = F.pad(x, (left, right, 0, 0), mode="replicate"), 0, 0
+        elif h == 1 and (top or bottom):
+            x, top, bottom = F.pad(x, (0, 0, top, bottom), mode="replicate"), 0, 0
+        else:
+            step = (min(left, w - 1), min(right, w - 1), min(top, h - 1), min(bottom, h - 1))
+            x = F.pad(x, step, mode="reflect")
+            left, right, top, bottom = (a - b for a, b in zip((left, right, top, bottom), step))
+    return x
+
+
+def unpad(x: torch.Tensor, pads: Pads) -> torch.Tensor:
+    """The inverse of :func:`mirror_pad`: ``(..., H, W)`` cropped back."""
+    left, right, top, bottom = pads
+    h, w = x.shape[-2:]
+    return x[..., top : h - bottom, left : w - right]
+
+
 class _StyleRecorded(Exception):
     """Raised inside the decoder once the style's last transfer point is recorded."""
 
@@ -146,6 +175,24 @@ class StyleCache:
     # --auto-masks: the style's region centres (automask.style_regions); contents are
     # labelled by them
     centres: torch.Tensor | None = None
+    notes: list[str] = field(default_factory=list)  # for the user, e.g. a cache entry rebuilt
+
+
+def summary_fits(stats: dict[str, dict[int, ColourStats]], points: list[str]) -> bool:
+    """Whether style statistics hold, at every point of ``points`` (and the image point), a
+    whole-image entry and only finite ``(C, 1)`` means and ``(C, C)`` colouring matrices of
+    that point's channels (a stored summary from another network or a damaged file may not)."""
+    for point in [*points, IMAGE_POINT]:
+        per = stats.get(point)
+        if not per or -1 not in per:
+            return False
+        c = 3 if point == IMAGE_POINT else point_channels(point)
+        for s in per.values():
+            if tuple(s.mean.shape) != (c, 1) or tuple(s.colour.shape) != (c, c):
+                return False
+            if not (bool(s.mean.isfinite().all()) and bool(s.colour.isfinite().all())):
+                return False
+    return True
 
 
 class Stylizer(nn.Module):
@@ -260,6 +307,10 @@ class Stylizer(nn.Module):
         ``regions`` > 0 (and no label map): find that many regions in the style's deep
         features (:mod:`~stylenas_cli.automask`); contents are then labelled to match."""
         cache = StyleCache(size=(style.shape[-2], style.shape[-1]))
+        pads = min_side_pads(*style.shape[-2:])
+        if any(pads):  # a thin style: mirrored out to the size the deepest level needs
+            labels = None if labels is None else _pad_labels(labels, style.shape[-2:], pads)
+            style = mirror_pad(style.float(), pads)
 
         def record(point: str, x: torch.Tensor) -> torch.Tensor:
             cache.stats[point] = style_stats(x.float(), labels)
@@ -313,31 +364,37 @@ class Stylizer(nn.Module):
         reuse it in later runs (only for networks loaded from a weights file). Files declaring
         more than ``max_pixels`` are refused (:func:`~stylenas_cli.images.open_image`)."""
         name = None
+        notes: list[str] = []
+        for file, what in ((path, "style"), (mask, "mask")):
+            if file is not None:  # missing, a folder, not an image, too large: one line
+                with open_image(file, max_pixels, what):
+                    pass
         oriented = oriented_size(path)
-        if (
-            oriented is not None
-            and max_pixels is not None
-            and oriented[0] * oriented[1] > max_pixels
-        ):
-            load_image(path, max_side, max_pixels)  # refuses it with the one message
         if cache_dir is not None and self.weights_id is not None and not regions:
             name = stylestore.key(
                 path, self.weights_id, str(self.genotype), max_side, self.precision, mask
             )
             found = stylestore.load(cache_dir, name)
+            needed = self.needed_points()
             # A summary stored without the decoder's points is made again once they are on.
-            if found is not None and all(p in found[0] for p in self.needed_points()):
+            if found is not None and all(p in found[0] for p in needed):
                 stats, size = found
-                stats = {
-                    p: {k: _to(v, self.device) for k, v in d.items()} for p, d in stats.items()
-                }
-                return StyleCache(stats, size)
+                if summary_fits(stats, needed):
+                    stats = {
+                        p: {k: _to(v, self.device) for k, v in d.items()} for p, d in stats.items()
+                    }
+                    return StyleCache(stats, size)
+                notes.append(
+                    f"{path}: its cached statistics ({cache_dir / name}.pt) did not fit this "
+                    "network and were made again"
+                )
         img = load_image(path, max_side, max_pixels)
-        check_side(*img.size, f"{path}: style")
+        check_side(*(oriented or img.size), f"{path}: style")  # its own size: thin ones pad
         labels = None
         if mask is not None:
             labels = load_labels(mask, oriented or img.size, max_pixels)
         cache = self.style_cache(img.rgb.to(self.device), labels, regions)
+        cache.notes = notes
         if name is not None:
             stylestore.save(cache_dir, name, cache.stats, cache.size)
         return cache
@@ -359,7 +416,17 @@ class Stylizer(nn.Module):
         point (the video stabiliser averages them over a shot)."""
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+        if alpha == 0.0:  # no transfer: the content itself, not its reconstruction
+            return content.to(self.device).float().clamp(0, 1)
         cache = style if isinstance(style, StyleCache) else self.style_cache(style, style_labels)
+        pads = min_side_pads(*content.shape[-2:])
+        if any(pads):  # a thin photo: mirrored out for the network, cropped back after
+            labels = None
+            if content_labels is not None:
+                labels = _pad_labels(content_labels, content.shape[-2:], pads)
+            out = self.stylize(mirror_pad(content.float(), pads), cache, alpha, labels,
+                               smooth=smooth)  # fmt: skip
+            return unpad(out, pads).contiguous()
         if content_labels is not None:
             content_labels = content_labels.to(self.device)
 
@@ -461,6 +528,8 @@ class Stylizer(nn.Module):
         Returns:
             ``(B, 3, H, W)``: ``out``, or a new float32 tensor in [0, 1].
         """
+        if alpha == 0.0:  # no transfer: the content's own pixels
+            return _content_as(content, out)
         lift_cfg = lift_cfg or LiftConfig()
         height, width = content.shape[-2:]
         size = work_shape(height, width, work_size) if work_size else (height, width)
@@ -496,6 +565,23 @@ class Stylizer(nn.Module):
         c = pil_to_tensor(content)
         s = pil_to_tensor(style).to(self.device)
         return tensor_to_pil(self.stylize_at(c, s, alpha, work_size=work_size)[0])
+
+
+def _content_as(content: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+    """``content`` (uint8 or float in [0, 1]) in ``out`` (uint8 or float), else as float."""
+    if out is None:
+        return content.float() / 255.0 if content.dtype == torch.uint8 else content.float().clone()
+    if out.dtype == torch.uint8 and content.dtype != torch.uint8:
+        return out.copy_(content.float().clamp(0, 1).mul(255).round_())
+    if out.dtype != torch.uint8 and content.dtype == torch.uint8:
+        return out.copy_(content.float() / 255.0)
+    return out.copy_(content)
+
+
+def _pad_labels(labels: torch.Tensor, size: tuple[int, int], pads: Pads) -> torch.Tensor:
+    """A label map ``(H', W')`` at an image's ``size``, mirrored out like the image."""
+    at_size = resize_labels(labels, tuple(size))[None, None].float()
+    return mirror_pad(at_size, pads)[0, 0].long()
 
 
 def _to(stats: ColourStats, device: torch.device) -> ColourStats:

@@ -10,9 +10,9 @@ before any job is sent.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,6 +22,7 @@ from .batch import Result, StylizeConfig, existing_output
 from .errors import StylenasError
 from .images import first_line
 from .jobs import Job, group_jobs, precheck_jobs, stylize_jobs
+from .raycluster import CONNECT_TIMEOUT, import_ray, init_ray
 
 JOBS_PER_CALL = 8  # one actor call: enough to share a style summary and batches
 
@@ -60,18 +61,17 @@ def stylize_jobs_on_ray(
     workers: int | None = None,
     address: str | None = None,
     on_result: Callable[[Result], None] = lambda r: None,
+    connect_timeout: float = CONNECT_TIMEOUT,
 ) -> list[Result]:
     """Run planned jobs on Ray; one :class:`~stylenas_cli.batch.Result` per job, as
     :func:`~stylenas_cli.jobs.stylize_jobs` gives locally.
 
     ``address``: a running cluster (``ray://host:10001`` or ``auto``), else a local Ray is
-    started (and stopped at the end). ``workers``: actors (default: the cluster's GPUs,
-    else its CPUs)."""
-    try:
-        import ray
-        import ray.data
-    except ImportError:
-        raise StylenasError("--backend ray needs Ray: pip install 'stylenas-cli[ray]'") from None
+    started (and stopped at the end); ``connect_timeout``: seconds to reach the cluster
+    (:func:`~stylenas_cli.raycluster.init_ray`). ``workers``: actors (default: the cluster's
+    GPUs, else its CPUs)."""
+    ray = import_ray()
+    importlib.import_module("ray.data")  # the jobs stream through Ray Data
     todo, results = precheck_jobs(jobs, cfg)
     for r in results:
         on_result(r)
@@ -88,7 +88,8 @@ def stylize_jobs_on_ray(
         return results
     owns = not ray.is_initialized()
     if owns:
-        _init(ray, address)
+        init_ray(ray, address, connect_timeout, include_dashboard=False, log_to_driver=False)
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
     try:
         results += _run(ray, send, cfg, spec, workers, on_result)
     except ray.exceptions.RayError as err:
@@ -100,20 +101,6 @@ def stylize_jobs_on_ray(
         if owns:
             ray.shutdown()
     return results
-
-
-def _init(ray, address: str | None) -> None:
-    # Ray starts its workers at niceness 15 (the driver stays responsive); here the workers
-    # do all the work, so a local Ray gets normal priority (another job must not starve it).
-    before = os.environ.get("RAY_worker_niceness")
-    os.environ.setdefault("RAY_worker_niceness", "0")
-    try:
-        ray.init(address=address, logging_level=logging.ERROR, include_dashboard=False,
-                 log_to_driver=False)  # fmt: skip
-    finally:
-        if before is None:
-            os.environ.pop("RAY_worker_niceness", None)
-    logging.getLogger("ray.data").setLevel(logging.ERROR)
 
 
 def _run(ray, jobs: list[Job], cfg, spec, workers, on_result) -> list[Result]:

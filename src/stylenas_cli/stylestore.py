@@ -21,6 +21,7 @@ import torch
 
 from .files import atomic_write
 from .wct import ColourStats
+from .weights import load_torch_file
 
 FORMAT = 2  # bump when what an entry holds or means changes (2: "image" stats added)
 
@@ -70,7 +71,7 @@ def load(folder: Path, name: str) -> tuple[dict[str, dict[int, ColourStats]], tu
     if not path.is_file():
         return None
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        data = load_torch_file(path, "style cache entry")
         if data["format"] != FORMAT:
             return None
         stats = {

@@ -11,7 +11,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -21,12 +21,13 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from .decoder import Decoder
-from .device import autocast, resolve_device
+from .device import autocast, resolve_device, resolve_precision
 from .encoder import LEVELS, VGGEncoder
 from .errors import StylenasError
 from .files import atomic_write
 from .genotype import resolve
 from .images import IMAGE_SUFFIXES, ImageError, open_image
+from .weights import WeightsError, check_state_dict, load_torch_file
 
 HOLDOUT_EVERY = 20  # every 20th photo (sorted by name) is held aside for validation
 
@@ -45,7 +46,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.02
     pixel_weight: float = 10.0
     levels: tuple[str, ...] = LEVELS  # perceptual loss levels
-    precision: str = "bf16"
+    precision: str = "auto"  # auto: bf16 on CUDA, fp32 on the CPU (device.resolve_precision)
     device: str = "auto"
     seed: int = 0
     checkpoint_every: int = 200
@@ -60,6 +61,13 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.warmup is None:
             self.warmup = default_warmup(self.steps)
+        numbers = {"lr": self.lr, "clip_grad": self.clip_grad, "pixel_weight": self.pixel_weight,
+                   "min_lr_ratio": self.min_lr_ratio, "gamma": max(self.gamma)}  # fmt: skip
+        for name, value in numbers.items():
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
 
 
 def default_warmup(steps: int) -> int:
@@ -228,10 +236,30 @@ def save_checkpoint(path: Path, decoder: Decoder, opt, cfg: TrainConfig, state: 
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
+CHECKPOINT_FIELDS = ("genotype", "state_dict", "optimizer", "config", "step", "history", "rng")
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """A training checkpoint (:func:`save_checkpoint`), read safely and checked field by
+    field; raises :class:`~stylenas_cli.weights.WeightsError` (one line)."""
+    path = Path(path)
+    ck = load_torch_file(path, "training checkpoint")
+    missing = [k for k in CHECKPOINT_FIELDS if not isinstance(ck, dict) or k not in ck]
+    if missing:
+        raise WeightsError(f"{path}: not a stylenas training checkpoint (no {missing[0]!r})")
+    check_state_dict(ck["state_dict"], path)
+    if not isinstance(ck["genotype"], str) or not isinstance(ck["step"], int):
+        raise WeightsError(f"{path}: not a stylenas training checkpoint (bad genotype or step)")
+    return ck
+
+
 def warm_start(decoder: Decoder, path: str | Path) -> int:
-    """Copy every tensor whose name and shape match; returns how many were copied."""
-    src = torch.load(path, map_location="cpu", weights_only=False)
-    src = src.get("state_dict", src)
+    """Copy every tensor whose name and shape match from a checkpoint or weights file (or a
+    bare state dict); returns how many were copied."""
+    src = load_torch_file(path, "checkpoint")
+    if isinstance(src, dict) and "state_dict" in src:
+        src = src["state_dict"]
+    src = check_state_dict(src, Path(path))
     own = decoder.state_dict()
     shared = {k: v.float() for k, v in src.items() if k in own and own[k].shape == v.shape}
     decoder.load_state_dict(shared, strict=False)
@@ -288,6 +316,7 @@ def train(
     out = Path(cfg.out)
     ckpt_path = out / "last.pt"
     device = resolve_device(cfg.device)
+    cfg = replace(cfg, precision=resolve_precision(cfg.precision, device, training=True))
     torch.manual_seed(cfg.seed)
     genotype = resolve(cfg.arch)
     encoder = VGGEncoder().to(device)
@@ -295,7 +324,7 @@ def train(
     opt = torch.optim.Adam(decoder.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
     state = TrainState()
     if resume and ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        ck = read_checkpoint(ckpt_path)  # on the CPU, where the RNG state must be
         if ck["genotype"] != str(genotype):
             raise StylenasError(f"{ckpt_path} is for genotype {ck['genotype']}, not {genotype}")
         decoder.load_state_dict(ck["state_dict"])
@@ -349,7 +378,7 @@ def train(
 
 def export_weights(checkpoint: str | Path, dest: str | Path, half: bool = True) -> Path:
     """Strip a training checkpoint to a shippable weights file (fp16 by default)."""
-    ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    ck = read_checkpoint(checkpoint)
     dtype = torch.float16 if half else torch.float32
     payload = {
         "genotype": ck["genotype"],

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,14 +127,12 @@ def resolve_arch_and_weights(
         genotype = resolve(arch)
     if weights is not None:
         path = Path(weights)
-        if not path.is_file():
-            raise WeightsError(f"weights file not found: {path}")
+        _check_file(path, "weights file")
         if genotype is None:
             genotype = Genotype.from_string(_read(path)["genotype"])
         return genotype, path
     if json_ckpt is not None:
-        if not json_ckpt.is_file():
-            raise WeightsError(f"checkpoint {json_ckpt} named in {arch} not found")
+        _check_file(json_ckpt, f"checkpoint named in {arch}")
         return genotype, json_ckpt
     genotype = genotype or NAMED["photonas"]
     for entry in REGISTRY.values():
@@ -142,6 +142,13 @@ def resolve_arch_and_weights(
         f"no shipped weights for genotype {genotype}: train one with 'stylenas train' "
         "and pass --weights"
     )
+
+
+def _check_file(path: Path, what: str) -> None:
+    if not path.exists():
+        raise WeightsError(f"{path}: {what} not found")
+    if not path.is_file():
+        raise WeightsError(f"{path}: {what} is not a regular file")
 
 
 def verified_path(entry: Weights) -> Path:
@@ -156,25 +163,58 @@ def verified_path(entry: Weights) -> Path:
     return path
 
 
-def _read(path: Path) -> dict:
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def load_torch_file(path: str | Path, what: str = "checkpoint", map_location="cpu") -> object:
+    """A ``torch.save`` file read with ``weights_only=True``: tensors, numbers, strings and
+    plain containers only, so that loading a file someone sent can run no code. Every file
+    the tool loads goes through here.
+
+    Raises :class:`WeightsError` (one line) for a missing, non-regular, unreadable file and
+    for one that holds other Python objects (saying how to convert a trusted one)."""
+    path = Path(path)
+    if not path.exists():
+        raise WeightsError(f"{path}: {what} not found")
+    if not path.is_file():  # /dev/zero, a FIFO: reading would never end
+        raise WeightsError(f"{path}: {what} is not a regular file")
     try:
-        # weights_only: a weights file must not be able to run code when loaded.
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = _GLOBAL.search(str(err))
+        if found is None:
+            reason = "corrupt or not a torch file"
+            raise WeightsError(f"{path}: not a readable {what} ({reason})") from None
+        raise WeightsError(
+            f"{path}: refused: it holds a Python object ({found.group(1)}) that could run code "
+            "when loaded; only tensors, numbers, strings and plain containers are read. If you "
+            "trust the file, load it yourself with torch.load(weights_only=False) and torch.save "
+            "its tensors and numbers alone"
+        ) from None
     except Exception as err:  # torch raises many kinds for a bad file
-        raise WeightsError(f"{path}: not a readable weights file ({type(err).__name__})") from None
+        raise WeightsError(f"{path}: not a readable {what} ({type(err).__name__})") from None
+
+
+def check_state_dict(state: object, path: Path) -> dict[str, torch.Tensor]:
+    """``state`` if it maps names to tensors, else :class:`WeightsError`."""
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise WeightsError(f"{path}: its state_dict does not map names to tensors")
+    return state
+
+
+def _read(path: Path) -> dict:
+    data = load_torch_file(path, "weights file")
     if not isinstance(data, dict) or "state_dict" not in data or "genotype" not in data:
         raise WeightsError(f"{path}: not a stylenas weights file (no genotype/state_dict)")
-    state = data["state_dict"]
     if not isinstance(data["genotype"], str):
         raise WeightsError(f"{path}: its genotype field is not a string of 32 bits")
     try:
         Genotype.from_string(data["genotype"])
     except ValueError as err:
         raise WeightsError(f"{path}: its genotype field is invalid ({err})") from None
-    if not isinstance(state, dict) or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
-    ):
-        raise WeightsError(f"{path}: its state_dict does not map names to tensors")
+    check_state_dict(data["state_dict"], path)
     return data
 
 

@@ -9,6 +9,7 @@ so ``--help`` and ``--version`` start instantly.
 
 from __future__ import annotations
 
+import math
 import signal
 import sys
 from pathlib import Path
@@ -106,18 +107,17 @@ device_option = click.option(
 )
 
 
-def precision_option(default: str = "fp32", what: str = "the convolutions", auto: bool = True):
-    choices = ["auto", "fp32", "fp16", "bf16"] if auto else ["fp32", "fp16", "bf16"]
-    extra = (
-        " auto: bf16 on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX), else fp32."
-        if auto
-        else ""
+def precision_option(default: str = "auto", what: str = "the convolutions", training=False):
+    auto = (
+        "bf16 on CUDA, fp32 on the CPU (training in emulated bf16 is many times slower)."
+        if training
+        else "bf16 on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX), else fp32."
     )
     return click.option(
         "--precision",
-        type=click.Choice(choices),
+        type=click.Choice(["auto", "fp32", "fp16", "bf16"]),
         default=default,
-        help=f"Autocast precision of {what}.{extra}",
+        help=f"Autocast precision of {what}. auto: {auto}",
     )
 
 
@@ -136,18 +136,59 @@ overwrite_option = click.option("--overwrite", is_flag=True, help="Replace exist
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
 
 
-def alpha_option(f):
-    def check(ctx, param, value: float) -> float:
-        if not 0.0 <= value <= 1.0:
-            raise click.BadParameter(f"must be between 0 and 1, got {value}")
-        return value
+class Finite(click.FloatRange):
+    """A float option, optionally within a range (as :class:`click.FloatRange`), that refuses
+    NaN and infinities: ``--lift-eps inf`` would otherwise write a black image."""
 
+    name = "float"
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"must be a finite number, got {value!r}", param, ctx)
+        return number
+
+
+def alpha_option(f):
     return click.option(
         "--alpha",
-        type=float,
+        type=Finite(0.0, 1.0),
         default=1.0,
-        callback=check,
-        help="Stylisation strength in [0, 1] (0 = content unchanged).",
+        help="Stylisation strength in [0, 1] (0 = the content unchanged, 1 = the full transfer).",
+    )(f)
+
+
+class RayAddress(click.ParamType):
+    """A Ray cluster address, checked before anything starts
+    (:func:`~stylenas_cli.raycluster.parse_address`)."""
+
+    name = "auto|HOST:PORT|ray://HOST:PORT"
+
+    def convert(self, value, param, ctx):
+        from ..raycluster import parse_address
+
+        try:
+            return parse_address(str(value)).text
+        except StylenasError as err:
+            self.fail(str(err), param, ctx)
+
+
+def ray_options(f):
+    """``--address`` and ``--connect-timeout``: the Ray cluster a ``--backend ray`` run joins."""
+    from ..raycluster import CONNECT_TIMEOUT
+
+    f = click.option(
+        "--connect-timeout",
+        type=Finite(min=0, min_open=True),
+        default=CONNECT_TIMEOUT,
+        help="Seconds to reach the --address cluster before giving up.",
+    )(f)
+    return click.option(
+        "--address",
+        type=RayAddress(),
+        default=None,
+        help="Ray cluster to join: auto (the one running here or $RAY_ADDRESS), HOST:PORT or "
+        "ray://HOST:PORT (Ray Client). Default: start a local Ray.",
     )(f)
 
 
@@ -183,7 +224,7 @@ def lift_options(f):
     defaults = LiftConfig()
     f = click.option(
         "--lift-eps",
-        type=click.FloatRange(min=0, min_open=True),
+        type=Finite(min=0, min_open=True),
         default=defaults.eps,
         help="Regularisation of the lift's guided filter (larger: smoother colour, less "
         "edge-aware).",

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import click
 
-from ._common import command, console, device_option, options, quiet_option
+from ._common import Finite, command, console, device_option, options, quiet_option, ray_options
 
 SHARED = Path("..") / "shared" / "data"
 DEFAULT_TRAIN = SHARED / "train"
+WEIGHT = Finite(min=0)  # an objective's weight
 DEFAULT_PAIRS = SHARED / "bench" / "stylenas"
 INTERRUPTED = "interrupted; finished candidates are saved: rerun with --resume"
 
@@ -84,7 +85,12 @@ _shared = options(
         help="Training crop side (px).",
     ),
     click.option("--batch", type=click.IntRange(min=1), default=4, help="Photos per step."),
-    click.option("--lr", type=float, default=5e-4, help="Peak learning rate (warm-up, cosine)."),
+    click.option(
+        "--lr",
+        type=Finite(min=0, min_open=True),
+        default=5e-4,
+        help="Peak learning rate (warm-up, cosine).",
+    ),  # fmt: skip
     click.option(
         "--workers",
         type=click.IntRange(min=1),
@@ -97,14 +103,10 @@ _shared = options(
         default="local",
         help="local processes, or Ray tasks (pip install 'stylenas-cli[ray]').",
     ),
-    click.option(
-        "--address",
-        default=None,
-        help="Ray cluster address (ray://host:10001 or auto). Default: start a local Ray.",
-    ),
+    ray_options,
     click.option(
         "--gpus-per-task",
-        type=float,
+        type=Finite(min=0),
         default=0.0,
         help="GPUs each Ray task asks for (fractions share a GPU).",
     ),
@@ -213,12 +215,12 @@ def _execute(kind: str, job, config, quiet: bool, as_json: bool) -> None:
     default=8,
     help="Held-aside training photos the reconstruction loss is measured on.",
 )
-@click.option("--w-recon", type=float, default=1.0, help="Weight of the reconstruction loss.")
-@click.option("--w-gram", type=float, default=1.0, help="Weight of the stylisation Gram loss.")
-@click.option("--w-ssim", type=float, default=1.0, help="Weight of 1 − SSIM to the content.")
-@click.option("--w-gflops", type=float, default=0.001, help="Weight of GFLOPs at 512×512.")
-@click.option("--w-params", type=float, default=0.0, help="Weight of millions of parameters.")
-@click.option("--w-time", type=float, default=0.0, help="Weight of seconds per megapixel.")
+@click.option("--w-recon", type=WEIGHT, default=1.0, help="Weight of the reconstruction loss.")
+@click.option("--w-gram", type=WEIGHT, default=1.0, help="Weight of the stylisation Gram loss.")
+@click.option("--w-ssim", type=WEIGHT, default=1.0, help="Weight of 1 − SSIM to the content.")
+@click.option("--w-gflops", type=WEIGHT, default=0.001, help="Weight of GFLOPs at 512×512.")
+@click.option("--w-params", type=WEIGHT, default=0.0, help="Weight of millions of parameters.")
+@click.option("--w-time", type=WEIGHT, default=0.0, help="Weight of seconds per megapixel.")
 def search_command(
     w_recon, w_gram, w_ssim, w_gflops, w_params, w_time, quiet, as_json, **opts
 ) -> None:
@@ -271,9 +273,9 @@ def search_command(
     default=True,
     help="Start each student from the teacher's weights where layers match.",
 )
-@click.option("--w-r", type=float, default=0.8, help="Weight of L_r (pixel MSE to the teacher).")
-@click.option("--w-p", type=float, default=0.1, help="Weight of L_p (VGG feature MSE).")
-@click.option("--w-m", type=float, default=0.1, help="Weight of L_m (fraction of bits on).")
+@click.option("--w-r", type=WEIGHT, default=0.8, help="Weight of L_r (pixel MSE to the teacher).")
+@click.option("--w-p", type=WEIGHT, default=0.1, help="Weight of L_p (VGG feature MSE).")
+@click.option("--w-m", type=WEIGHT, default=0.1, help="Weight of L_m (fraction of bits on).")
 def prune_command(w_r, w_p, w_m, quiet, as_json, **opts) -> None:
     """PhotoNAS P-step: prune a teacher into a small, fast student (SPEC §5).
 

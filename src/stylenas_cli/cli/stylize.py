@@ -30,6 +30,7 @@ from ._common import (
     precision_option,
     progress,
     quiet_option,
+    ray_options,
     style_size_option,
     weights_option,
 )
@@ -122,11 +123,7 @@ from ._common import (
     help="local: this process; ray: a pool of Ray actors, one model each "
     "(pip install 'stylenas-cli[ray]'), writing the same files.",
 )
-@click.option(
-    "--address",
-    default=None,
-    help="Ray cluster to join (ray://host:10001 or auto). Default: start a local Ray.",
-)
+@ray_options
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
@@ -179,6 +176,7 @@ def stylize_command(
     pairs,
     backend,
     address,
+    connect_timeout,
     workers,
     failures,
     no_cache,
@@ -221,7 +219,9 @@ def stylize_command(
     if backend == "local" and (address or workers):
         raise click.UsageError("--address and --workers go with --backend ray")
     if pairs is not None:
-        jobs, refused = _manifest_jobs(pairs, paths, style, output, content_mask, style_mask, cfg)
+        every, jobs, early, refused = _manifest_jobs(
+            pairs, paths, style, output, content_mask, style_mask, cfg
+        )
         pipe = None
     else:
         paths = list(paths)
@@ -233,6 +233,8 @@ def stylize_command(
             style = paths.pop()
         pipe = Pipe(paths, output, out_format, as_json)
         jobs, refused = _path_jobs(pipe, style, recursive, cfg)
+        every, early = jobs, []
+    _check_before_running(jobs, failures, [pairs] if pairs else [], overwrite)
     err_console = console()
 
     def report(r) -> None:
@@ -248,17 +250,21 @@ def stylize_command(
             name = escape(str(r.output))  # a file name may hold [brackets]
             err_console.print(f"{name}  [dim]{r.width}x{r.height} {r.seconds:.2f}s {r.device}[/]")
 
+    for r in early:  # refused rows of a manifest: reported first, the others run
+        report(r)
     if refused is not None:  # nothing can run: every input was refused before loading a model
         for r in refused:
             report(r)
-        _finish(refused, quiet, as_json)
+        _write_failures(failures, backend, output, every, early + refused, overwrite, quiet)
+        _finish(early + refused, quiet, as_json)
     if backend == "ray":
         from ..ray_jobs import ModelSpec, stylize_jobs_on_ray
 
         spec = ModelSpec(arch, weights, device, precision)
 
         def run(on_result):
-            return stylize_jobs_on_ray(jobs, cfg, spec, workers, address, on_result)
+            return stylize_jobs_on_ray(jobs, cfg, spec, workers, address, on_result,
+                                       connect_timeout)  # fmt: skip
     else:
         from ..jobs import stylize_jobs
         from ..model import Stylizer
@@ -286,7 +292,8 @@ def stylize_command(
             results = run(report)
     if pipe is not None:
         pipe.deliver(results)
-    _write_failures(failures, backend, output, jobs, results, quiet)
+    results = early + results
+    _write_failures(failures, backend, output, every, results, overwrite, quiet)
     _finish(results, quiet, as_json)
 
 
@@ -311,8 +318,10 @@ def _path_jobs(pipe: Pipe, style: Path, recursive: bool, cfg):
 
 
 def _manifest_jobs(pairs, paths, style, output, content_mask, style_mask, cfg):
-    """Jobs of a ``--pairs`` manifest (see :func:`_path_jobs` for what is returned)."""
-    from ..jobs import plan_jobs, precheck_jobs, read_manifest
+    """Jobs of a ``--pairs`` manifest: every row's, those that may run, the failed results
+    of rows refused for their output (replacing an input, outside ``-o``), and (see
+    :func:`_path_jobs`) the failed results when no job can run at all, else None."""
+    from ..jobs import check_outputs, plan_jobs, precheck_jobs, read_manifest
 
     if paths or style or content_mask or style_mask:
         raise click.UsageError(
@@ -320,21 +329,50 @@ def _manifest_jobs(pairs, paths, style, output, content_mask, style_mask, cfg):
         )
     if output is not None and Path(output).suffix.lower() in IMAGE_SUFFIXES:
         raise click.UsageError("with --pairs, -o is a folder (each row may name its output)")
-    jobs = plan_jobs(read_manifest(pairs), output)
+    planned = plan_jobs(read_manifest(pairs, output), output)
+    jobs, early = check_outputs(planned, output, [pairs])
     todo, refused = precheck_jobs(jobs, cfg)
-    return jobs, None if todo else refused
+    return planned, jobs, early, None if todo else refused
 
 
-def _write_failures(path, backend, output, jobs, results, quiet) -> None:
+def _check_before_running(jobs, failures, inputs: list[Path], overwrite: bool) -> None:
+    """What can be known before the model loads: every output folder takes a file, and the
+    ``--failures`` report would replace neither an input nor, without ``--overwrite``, a file."""
+    from ..files import OutputError, check_folders_writable
+    from ..jobs import FileSet
+
+    check_folders_writable(job.output.parent for job in jobs)
+    if failures is None:
+        return
+    if failures.is_dir():
+        raise OutputError(f"{failures}: --failures needs a file name, not a folder")
+    if failures in FileSet([p for job in jobs for p in job.inputs] + inputs):
+        raise OutputError(f"{failures}: --failures would replace an input; choose another file")
+    if failures.exists() and not overwrite:
+        raise OutputError(
+            f"{failures}: --failures file exists; pass --overwrite to replace it or choose another"
+        )
+    check_folders_writable([failures.parent])
+
+
+def _write_failures(path, backend, output, jobs, results, overwrite, quiet) -> None:
+    """The failed jobs as a manifest, only when there are any: to ``path``, else (Ray) to
+    the first free ``stylenas-failures[-N].jsonl`` in the output folder."""
     from ..jobs import write_failures
 
-    if path is None and backend == "ray" and any(not r.ok for r in results):
+    if not any(not r.ok for r in results):
+        return
+    if path is None and backend == "ray":
         folder = Path(output) if output and not Path(output).suffix else Path(".")
         path = folder / "stylenas-failures.jsonl"
+        for n in range(2, 1000):
+            if not path.exists() or overwrite:
+                break
+            path = folder / f"stylenas-failures-{n}.jsonl"
     if path is None:
         return
-    n = write_failures(path, jobs, results)
-    if n and not quiet:
+    n = write_failures(path, jobs, results, overwrite)
+    if not quiet:
         click.echo(f"note: {n} failed jobs listed in {path} (retry: --pairs {path})", err=True)
 
 

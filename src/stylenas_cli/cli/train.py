@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
 
-from ._common import command, console, device_option, precision_option
+from ._common import Finite, command, console, device_option, precision_option
 
 
 def _gamma_range(ctx, param, text: str) -> tuple[float, float]:
@@ -14,8 +15,8 @@ def _gamma_range(ctx, param, text: str) -> tuple[float, float]:
         low, high = (float(v) for v in text.split(","))
     except ValueError:
         raise click.BadParameter(f"expected LOW,HIGH, got {text!r}") from None
-    if not 0 < low <= high:
-        raise click.BadParameter(f"need 0 < LOW <= HIGH, got {text!r}")
+    if not (math.isfinite(high) and 0 < low <= high):
+        raise click.BadParameter(f"need finite 0 < LOW <= HIGH, got {text!r}")
     return low, high
 
 
@@ -56,13 +57,17 @@ def _levels(ctx, param, text: str) -> tuple[str, ...]:
     help="Tone augmentation: each crop becomes crop**g with g log-uniform in LOW,HIGH "
     "(e.g. 0.7,2.0 teaches dark photos; 1,1 = off).",
 )
-@click.option("--lr", type=float, default=5e-4, help="Peak learning rate (warm-up, cosine).")
 @click.option(
-    "--clip-grad", type=float, default=1.0, help="Clip the global gradient norm to this (0 = off)."
-)
+    "--lr", type=Finite(min=0, min_open=True), default=5e-4,
+    help="Peak learning rate (warm-up, cosine).",
+)  # fmt: skip
+@click.option(
+    "--clip-grad", type=Finite(min=0), default=1.0,
+    help="Clip the global gradient norm to this (0 = off).",
+)  # fmt: skip
 @click.option(
     "--pixel-weight",
-    type=float,
+    type=Finite(min=0),
     default=10.0,
     help="Weight of the pixel MSE against the mean perceptual term.",
 )
@@ -72,7 +77,7 @@ def _levels(ctx, param, text: str) -> tuple[str, ...]:
     callback=_levels,
     help="Encoder levels of the perceptual loss, comma-separated ('' = none).",
 )
-@precision_option("bf16")
+@precision_option("auto", "the training step", training=True)
 @device_option
 @click.option(
     "--checkpoint-every",

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ._common import (
+    Finite,
     alpha_option,
     arch_option,
     cache_option,
@@ -118,7 +119,7 @@ def _progress_columns():
 )
 @click.option(
     "--smoothing",
-    type=click.FloatRange(0.0, 1.0, max_open=True),
+    type=Finite(0.0, 1.0, max_open=True),
     default=0.0,
     help="With --stabilize, also average the WCT content statistics over the shot with this "
     "weight on the past (0.9 ~ a 10-frame window; 0 = each frame's own).",
@@ -186,7 +187,7 @@ def video_command(
     from ..images import open_image
     from ..model import Stylizer
     from ..video import VideoConfig, plan_output, probe, stylize_video
-    from ..video.ffmpeg import resolve_codec
+    from ..video.ffmpeg import check_encoding, encoding_for
 
     cfg = VideoConfig(
         alpha=alpha,
@@ -210,7 +211,8 @@ def video_command(
         pass
     info = probe(video)
     dest = plan_output(video, output, overwrite)
-    resolve_codec(dest, codec)  # an unknown --codec fails before the model loads
+    # An unknown --codec, or one the container cannot hold, fails before the model loads.
+    check_encoding(dest, encoding_for(dest, codec, crf))
     use_all_cores()
     model = Stylizer.from_pretrained(arch, weights, device, precision)
     note_precision(precision, model.device, quiet)

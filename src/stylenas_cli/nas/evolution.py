@@ -33,6 +33,7 @@ from typing import Protocol
 
 from ..errors import StylenasError
 from ..genotype import N_BITS, SEARCHABLE_BITS, Genotype
+from ..raycluster import CONNECT_TIMEOUT, import_ray, init_ray
 
 RETRIES = 1  # a failed evaluation is tried once more, then recorded as failed
 
@@ -304,7 +305,8 @@ class LocalPool(_Retrying):
 class RayPool(_Retrying):
     """Evaluations as Ray tasks (``pip install 'stylenas-cli[ray]'``).
 
-    ``address``: a running cluster (``ray://...`` or ``auto``), else a local Ray is started.
+    ``address``: a running cluster (``ray://...`` or ``auto``, reached within
+    ``connect_timeout`` seconds), else a local Ray is started.
     ``workers``: tasks in flight (default: the cluster's CPUs). Each task asks for
     ``cpus_per_task`` CPUs and ``gpus_per_task`` GPUs. Workers must see the same paths
     (data folders, run directory) as this process: a shared filesystem."""
@@ -317,18 +319,13 @@ class RayPool(_Retrying):
         cpus_per_task: float = 1,
         gpus_per_task: float = 0,
         init_kwargs: dict | None = None,
+        connect_timeout: float = CONNECT_TIMEOUT,
     ) -> None:
-        try:
-            import ray
-        except ImportError:
-            raise SearchError(
-                "the ray backend needs Ray: pip install 'stylenas-cli[ray]'"
-            ) from None
+        ray = import_ray()
         self._ray = ray
         self._owns = not ray.is_initialized()
         if self._owns:
-            kwargs = {"address": address} if address else {}
-            ray.init(**kwargs, **(init_kwargs or {}))
+            init_ray(ray, address, connect_timeout, **(init_kwargs or {}))
         self.slots = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         remote = ray.remote(num_cpus=cpus_per_task, num_gpus=gpus_per_task, max_retries=0)
         self._task = remote(attempt)

@@ -56,12 +56,14 @@ from ..train import (
     export_weights,
     fit,
     list_images,
+    read_checkpoint,
     reconstruction_loss,
     split_holdout,
     train,
     val_images,
     warm_start,
 )
+from ..weights import load_torch_file
 from .evolution import Scores, scalarise
 from .rundir import CANDIDATES
 
@@ -126,7 +128,10 @@ def prepare_stylenas(
 
 def _is_current(path: Path, key: dict) -> bool:
     """``path`` exists and was made with the same settings (a resumed run reuses it)."""
-    return path.exists() and torch.load(path, weights_only=True).get("key") == key
+    if not path.exists():
+        return False
+    data = load_torch_file(path, "validation file")
+    return isinstance(data, dict) and data.get("key") == key
 
 
 def every_transfer_point(st: Stylizer) -> contextlib.AbstractContextManager:
@@ -182,7 +187,7 @@ def _validation(path: Path) -> dict:
 
 @lru_cache(maxsize=2)
 def _load_validation(path: str, mtime_ns: int) -> dict:  # once per process and version
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return load_torch_file(path, "validation file")
 
 
 # --- pieces of the objectives -------------------------------------------------------------
@@ -393,7 +398,7 @@ def train_winner(
     out = run_dir / "final"
     last = out / "last.pt"
     if last.exists():
-        held = torch.load(last, map_location="cpu", weights_only=False)["genotype"]
+        held = read_checkpoint(last)["genotype"]
         if held != str(genotype):  # the winner changed since (a longer resumed search)
             last.unlink()
     start = run_dir / CANDIDATES / f"{genotype}.pt"

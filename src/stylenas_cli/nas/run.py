@@ -28,6 +28,7 @@ from pathlib import Path
 from ..evaluation import find_pairs
 from ..genotype import SEARCHABLE_BITS, Genotype, resolve
 from ..model import Stylizer
+from ..raycluster import CONNECT_TIMEOUT
 from ..train import list_images
 from ..weights import resolve_arch_and_weights, sha256_of
 from .evolution import Result, SearchError, make_executor
@@ -78,6 +79,7 @@ class RunConfig:
     workers: int = 1  # candidates in parallel: local processes, or Ray tasks in flight
     backend: str = "local"  # or "ray" (pip install 'stylenas-cli[ray]')
     address: str | None = None  # Ray cluster (ray://host:10001 or auto); None: a local Ray
+    connect_timeout: float = CONNECT_TIMEOUT  # seconds to reach `address`
     gpus_per_task: float = 0.0  # GPUs each Ray task asks for (fractions share a GPU)
     device: str = "auto"  # where each candidate trains: auto, cpu, cuda or cuda:N
     keep_checkpoints: bool = False  # keep every candidate's decoder, not only the front's
@@ -218,7 +220,8 @@ def _run(
         config.keep_checkpoints,
         title,
     )
-    ray = {"gpus_per_task": config.gpus_per_task} if config.backend == "ray" else {}
+    ray = {"gpus_per_task": config.gpus_per_task, "connect_timeout": config.connect_timeout}
+    ray = ray if config.backend == "ray" else {}
     executor = make_executor(objective, config.workers, config.backend, config.address, **ray)
     try:
         if hooks.on_start:

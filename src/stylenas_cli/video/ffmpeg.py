@@ -364,6 +364,27 @@ def encoding_for(dest: Path, codec: str | None = None, crf: int | None = None) -
     return Encoding(name, (*params, "-vf", TO_YUV, "-f", CONTAINERS[dest.suffix.lower()][0]))
 
 
+def check_encoding(dest: Path, encoding: Encoding) -> None:
+    """Encode one small frame into ``dest``'s container the way the output will be (a temp
+    file), so a codec the container cannot hold (libx264 in .webm) fails before any work."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="stylenas-codec-") as tmp:
+        trial = _run_ffmpeg(
+            ["-v", "error", "-f", "lavfi", "-i", "color=size=64x64:rate=24", "-frames:v", "1"]
+            + ["-c:v", encoding.codec, *encoding.params, _ff_path(Path(tmp) / f"t{dest.suffix}")],
+            timeout=60,
+        )
+    if trial.returncode != 0:
+        log = trial.stderr.decode("utf-8", "replace").splitlines()
+        lines = [re.sub(r"^(\[[^]]*\] )+", "", ln).strip() for ln in log]
+        reason = next((ln for ln in lines if ln), "ffmpeg failed")  # the first says why
+        raise VideoError(
+            f"{dest}: cannot encode {encoding.codec} into {dest.suffix} ({reason}); pick another "
+            "--codec or output extension"
+        )
+
+
 def encoder_error(
     dest: Path, size: tuple[int, int], fps: Fraction, encoding: Encoding, written: int
 ) -> VideoError:

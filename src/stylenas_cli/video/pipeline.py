@@ -323,6 +323,7 @@ def stylize_video(
     net_long = max(work_shape(size[1], size[0], cfg.work_size)) if cfg.work_size else max(size)
     store = stylestore.cache_dir() if cfg.cache else None
     cache = model.load_style(style, min(net_long, cfg.style_size), cache_dir=store)
+    notes += cache.notes
     stabilizer = Stabilizer(StabilizeConfig(momentum=cfg.smoothing)) if cfg.stabilize else None
     meter = FlickerMeter() if cfg.flicker else None
 
