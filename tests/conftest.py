@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -69,6 +70,37 @@ def write_labels(path: Path, size: tuple[int, int], split: float = 0.5) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(arr).save(path)
     return path
+
+
+# --- the bad-input corpus's assertions ----------------------------------------------------
+
+
+def digests(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder`` (to prove the inputs were not touched)."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def assert_refused(result, *fragments: str) -> str:
+    """Non-zero exit, no traceback, exactly one ``error:`` line holding every fragment."""
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
+        result.exception
+    )
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    return errors[0]
+
+
+def assert_nothing_written(folder: Path, before: dict[str, str]) -> None:
+    """No new file (output or temp) and every old one byte-identical."""
+    assert digests(folder) == before
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ corpus in test_video.py, test_nas_evolution.py and test_cli_common.py."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -23,7 +22,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageCms
 
-from conftest import PHOTO_SIZE, write_labels, write_photo
+from conftest import (
+    PHOTO_SIZE,
+    assert_nothing_written,
+    assert_refused,
+    digests,
+    write_labels,
+    write_photo,
+)
 from stylenas_cli.cli import main
 from stylenas_cli.errors import StylenasError
 from stylenas_cli.genotype import N_BITS, UNUSED_BIT, Genotype, resolve
@@ -121,34 +127,6 @@ def stylize(weights_file):
         return CliRunner().invoke(main, argv)
 
     return run
-
-
-def digests(folder: Path) -> dict[str, str]:
-    """sha256 of every file under ``folder`` (to prove the inputs were not touched)."""
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
-
-
-def assert_refused(result, *fragments: str) -> str:
-    """Non-zero exit, no traceback, exactly one ``error:`` line holding every fragment."""
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
-        result.exception
-    )
-    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
-    assert len(errors) == 1, result.stderr
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
-    return errors[0]
-
-
-def assert_nothing_written(folder: Path, before: dict[str, str]) -> None:
-    """No new file (output or temp) and every old one byte-identical."""
-    assert digests(folder) == before
 
 
 # --- bad contents, styles and masks ----------------------------------------------------------

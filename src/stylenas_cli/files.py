@@ -48,6 +48,8 @@ def plan_outputs(
     # Check the slash on the string: Path("out/") drops it.
     slash = isinstance(output, str) and output.endswith(("/", "\\"))
     out = Path(output) if output is not None else None
+    if out is not None:
+        check_name(out)  # before any look at it: the system refuses a longer name outright
     as_dir = out is not None and (out.is_dir() or len(sources) > 1 or slash)
     if as_dir and out.suffix.lower() in suffixes and not out.is_dir():
         raise OutputError(f"{out}: {len(sources)} inputs need an output directory, not a file name")

@@ -305,7 +305,11 @@ def _path_jobs(pipe: Pipe, style: Path, recursive: bool, cfg):
     from ..images import ImageError
     from ..jobs import jobs_for
 
+    from ..files import check_name
+
     paths, output = pipe.paths, pipe.output
+    if output:
+        check_name(Path(output))  # before any look at it: the system refuses a longer name
     out_dir = Path(output) if output and (Path(output).is_dir() or output.endswith("/")) else None
     contents, subdirs = expand_contents(paths, recursive, exclude=out_dir)
     outputs = plan_image_outputs(contents, output, subdirs)
