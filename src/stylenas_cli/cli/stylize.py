@@ -302,10 +302,9 @@ def _path_jobs(pipe: Pipe, style: Path, recursive: bool, cfg):
     when no content can run (all refused before any model is loaded), their failed results
     (else None). A bad style is one error for the run."""
     from ..batch import expand_contents, plan_image_outputs, precheck
+    from ..files import check_name
     from ..images import ImageError
     from ..jobs import jobs_for
-
-    from ..files import check_name
 
     paths, output = pipe.paths, pipe.output
     if output:
