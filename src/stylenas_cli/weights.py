@@ -1,6 +1,8 @@
 """Shipped decoder weights: a tiny registry of typed descriptors with sha256 checks.
 
-Shipped files live in the repository's ``weights/`` folder (or ``$STYLENAS_WEIGHTS_DIR``).
+Shipped files live in the repository's ``weights/`` folder, which the package carries as
+``stylenas_cli/shipped_weights`` (a link in the repository, real files in a wheel);
+``$STYLENAS_WEIGHTS_DIR`` overrides.
 A weights file is a ``torch.save`` dict with ``genotype`` (32-bit string) and ``state_dict``
 (fp16 or fp32); training checkpoints (``last.pt``) load the same way.
 """
@@ -14,11 +16,13 @@ import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import StylenasError
 from .genotype import NAMED, Genotype, resolve
+
+if TYPE_CHECKING:  # torch is imported where a file is read: --version stays instant
+    import torch
 
 
 class WeightsError(StylenasError):
@@ -84,7 +88,12 @@ def weights_dir() -> Path:
     env = os.environ.get("STYLENAS_WEIGHTS_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "weights"
+    return Path(__file__).parent / "shipped_weights"
+
+
+def describe() -> str:
+    """One line naming the shipped weights and their short sha256 (for ``--version``)."""
+    return ", ".join(f"{e.name} {e.sha256[:12]}" for e in REGISTRY.values())
 
 
 def list_weights() -> list[str]:
@@ -173,6 +182,8 @@ def load_torch_file(path: str | Path, what: str = "checkpoint", map_location="cp
 
     Raises :class:`WeightsError` (one line) for a missing, non-regular, unreadable file and
     for one that holds other Python objects (saying how to convert a trusted one)."""
+    import torch
+
     path = Path(path)
     if not path.exists():
         raise WeightsError(f"{path}: {what} not found")
@@ -197,6 +208,8 @@ def load_torch_file(path: str | Path, what: str = "checkpoint", map_location="cp
 
 def check_state_dict(state: object, path: Path) -> dict[str, torch.Tensor]:
     """``state`` if it maps names to tensors, else :class:`WeightsError`."""
+    import torch
+
     if not isinstance(state, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):

@@ -19,8 +19,24 @@ from .train import train_command
 from .video import eval_video_command, video_command
 
 
+def _version(ctx: click.Context, param, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from ..weights import describe
+
+    click.echo(f"stylenas {__version__} (weights: {describe()})")
+    ctx.exit()
+
+
 @click.group(context_settings=CONTEXT)
-@click.version_option(__version__, prog_name="stylenas")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_version,
+    help="Show the version and the shipped weights' short sha256, then exit.",
+)
 def main() -> None:
     """Ultrafast photorealistic style transfer (StyleNAS / PhotoNAS)."""
 
