@@ -26,8 +26,8 @@ from stylenas_cli.evaluation import find_pairs
 from stylenas_cli.evaluation.metrics import Scorer, as_rgb
 from stylenas_cli.evaluation.report import machine_name
 from stylenas_cli.images import load_image
-from stylenas_cli.lift import work_shape
 from stylenas_cli.memory import available_bytes, estimate_bytes
+from stylenas_cli.shape import work_shape
 
 ROOT = Path(__file__).resolve().parents[1]
 HIRES = ROOT.parent / "shared" / "data" / "bench" / "hires"

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from stylenas_cli.config import DEFAULT_WORK_SIZE
+from stylenas_cli.config import DEFAULT_WORK_SIZE, TransferSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_VIDEO = ROOT.parent / "shared" / "data" / "video" / "mountain_2.mp4"
@@ -126,19 +126,19 @@ def main() -> int:
             info = probe(args.video)
             results["clip"] = {"path": str(args.video), "frames": info.frames}
             modes = {"no_stabilize": (False, 0.0), "stabilize": (True, 0.0)}
-            modes["stabilize_smoothing_0.9"] = (True, 0.9)  # whitens through wct.py (issue 12)
+            modes["stabilize_smoothing_0.9"] = (True, 0.9)  # whitens through wct.py
             modes["stabilize_no_image_point"] = (True, 0.0)  # is its flicker the image point's?
             for key, (stabilize, smoothing) in modes.items():
+                transfer = TransferSettings(colour_match=0.0 if "no_image" in key else 1.0)
                 cfg = VideoConfig(
                     max_size=args.max_size,
                     stabilize=stabilize,
                     smoothing=smoothing,
                     flicker=True,
                     work_size=args.work_size,
+                    transfer=transfer,
                 )
-                off = 0.0 if key.endswith("no_image_point") else None  # None: left as it is
-                with model.settings(colour_match=off):
-                    r = stylize_video(model, args.video, tmp / f"real_{key}.mp4", style, cfg)
+                r = stylize_video(model, args.video, tmp / f"real_{key}.mp4", style, cfg)
                 results["clip"]["size"] = f"{r.width}x{r.height}"
                 results["clip"][key] = {
                     "fps": round(r.fps, 3),

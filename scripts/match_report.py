@@ -20,12 +20,17 @@ from pathlib import Path
 
 import torch
 
-from stylenas_cli.automask import match_margin, matching_feature, segment_regions, style_regions
-from stylenas_cli.config import DEFAULT_REGIONS, DEFAULT_STYLE_SIZE, DEFAULT_WORK_SIZE
+from stylenas_cli.config import (
+    DEFAULT_REGIONS,
+    DEFAULT_STYLE_SIZE,
+    DEFAULT_TRANSFER,
+    DEFAULT_WORK_SIZE,
+)
 from stylenas_cli.evaluation import find_pairs
 from stylenas_cli.images import load_image, load_labels
-from stylenas_cli.lift import work_shape
 from stylenas_cli.model import Stylizer
+from stylenas_cli.regions import match_margin, matching_feature, segment_regions, style_regions
+from stylenas_cli.shape import work_shape
 from stylenas_cli.wct import resize_labels
 
 
@@ -53,11 +58,13 @@ def main() -> None:
             deep_c = matching_feature(model.encoder(content))
             deep_s = matching_feature(model.encoder(style))
         centres, _ = style_regions(deep_s, DEFAULT_REGIONS)
-        auto_s = segment_regions(deep_s, centres, style[0], model.region_segments)
+        auto_s = segment_regions(deep_s, centres, style[0], DEFAULT_TRANSFER.region_segments)
         margin = match_margin(deep_c, centres)
-        gated = margin < model.min_match_margin
+        gated = margin < DEFAULT_TRANSFER.min_match_margin
         auto_c = (
-            None if gated else segment_regions(deep_c, centres, content[0], model.region_segments)
+            None
+            if gated
+            else segment_regions(deep_c, centres, content[0], DEFAULT_TRANSFER.region_segments)
         )
         drawn_c = resize_labels(load_labels(pair.content_seg), content.shape[-2:])
         drawn_s = resize_labels(load_labels(pair.style_seg), style.shape[-2:])

@@ -99,8 +99,9 @@ def main() -> int:
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
 
-    from stylenas_cli.batch import StylizeConfig, plan_image_outputs, stylize_files
+    from stylenas_cli.batch import StylizeConfig, plan_image_outputs
     from stylenas_cli.device import use_all_cores
+    from stylenas_cli.jobs import stylize_files
     from stylenas_cli.model import Stylizer
     from stylenas_cli.video import VideoConfig, stylize_video
 

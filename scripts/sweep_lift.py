@@ -6,7 +6,7 @@ plain network on every pixel (native), on folders of content/style pairs.
 
 Each network output at a work size is computed once and lifted with every (radius, eps);
 photos no larger than a work size are scored with the filter fitted and applied at their own
-size (``filter_small``). Prints, per folder, the mean of every metric per setting beside the
+size. Prints, per folder, the mean of every metric per setting beside the
 native row, and writes every row to the CSV.
 """
 
@@ -24,8 +24,9 @@ import torch
 from stylenas_cli.evaluation import find_pairs
 from stylenas_cli.evaluation.metrics import Scorer, as_rgb
 from stylenas_cli.images import load_image
-from stylenas_cli.lift import apply_coefficients, guided_coefficients, work_shape
+from stylenas_cli.lift import apply_coefficients, guided_coefficients
 from stylenas_cli.model import Stylizer
+from stylenas_cli.shape import work_shape
 
 METRICS = ("ssim", "edge_ssim", "lab_w1", "gain", "gram")
 
@@ -53,7 +54,10 @@ def main() -> None:
     ap.add_argument("--native-max-mp", type=float, default=8.0, help="skip native above this")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument(
-        "--max-size", type=int, default=None, help="shrink the contents first (filter_small runs)"
+        "--max-size",
+        type=int,
+        default=None,
+        help="shrink the contents first",
     )
     ap.add_argument("-o", "--out", type=Path, default=Path("runs/sweep/lift.csv"))
     args = ap.parse_args()
@@ -85,7 +89,7 @@ def main() -> None:
                 small = img.resized(*size)
                 target = model.stylize(small, cache)
                 t_net = time.perf_counter() - t0
-                kind = "lift" if size != (h, w) else "filter_small"
+                kind = "lift" if size != (h, w) else "small"
                 for radius, eps in grid:
                     t0 = time.perf_counter()
                     coeffs = guided_coefficients(small, target, radius, eps)

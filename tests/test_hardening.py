@@ -259,7 +259,7 @@ def test_thin_photos_are_stylised_at_their_own_size_with_the_others(tmp_path, we
 
 
 def test_mirror_padding_round_trips_and_reaches_the_minimum_side():
-    from stylenas_cli.model import MIN_SIDE, min_side_pads, mirror_pad, unpad
+    from stylenas_cli.shape import MIN_SIDE, min_side_pads, mirror_pad, unpad
 
     for h, w in [(10, 384), (1, 5), (3, 1), (31, 40), (32, 32), (2, 100)]:
         x = torch.rand(1, 3, h, w)

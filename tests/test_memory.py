@@ -33,6 +33,7 @@ def test_available_memory_is_read_on_linux():
 
 def test_a_batch_gives_freed_memory_back_after_each_group(tmp_path, monkeypatch, weights_file):
     import stylenas_cli.batch as batch
+    import stylenas_cli.jobs as jobs
     from conftest import write_photo
     from stylenas_cli.memory import release_freed_memory
     from stylenas_cli.model import Stylizer
@@ -44,5 +45,5 @@ def test_a_batch_gives_freed_memory_back_after_each_group(tmp_path, monkeypatch,
     style = write_photo(tmp_path / "s.jpg", source="coffee")
     outputs = batch.plan_image_outputs(photos, f"{tmp_path / 'out'}/")
     model = Stylizer.from_pretrained("photonas", weights_file, "cpu", "fp32")
-    results = batch.stylize_files(model, photos, style, outputs, batch.StylizeConfig())
+    results = jobs.stylize_files(model, photos, style, outputs, batch.StylizeConfig())
     assert all(r.ok for r in results) and len(calls) == 3  # three sizes, three groups

@@ -1,17 +1,18 @@
+from dataclasses import FrozenInstanceError, replace
+
 import pytest
 import torch
 import torch.nn.functional as F
 from skimage import data
 
+from stylenas_cli.config import DEFAULT_TRANSFER, TransferSettings
 from stylenas_cli.genotype import NAMED
-from stylenas_cli.model import (
-    WHITEN_SHRINK,
-    StyleCache,
-    Stylizer,
-    pil_to_tensor,
-    tensor_to_pil,
-)
-from stylenas_cli.wct import snap_labels, wct
+from stylenas_cli.model import Stylizer, pil_to_tensor, tensor_to_pil
+from stylenas_cli.regions import snap_labels
+from stylenas_cli.style import StyleCache
+from stylenas_cli.wct import wct
+
+NO_IMAGE_POINT = replace(DEFAULT_TRANSFER, colour_match=0.0)
 
 
 def _photo(arr, h=64, w=80):
@@ -101,14 +102,8 @@ def test_image_point_gives_the_output_the_style_photos_colours(stylizer):
     def colourfulness(x: torch.Tensor) -> float:
         return float((x - x.mean(1, keepdim=True)).abs().mean())
 
-    before = stylizer.colour_match
-    try:
-        stylizer.colour_match = 0.0
-        plain = stylizer.stylize(content, cache)
-        stylizer.colour_match = 1.0
-        matched = stylizer.stylize(content, cache)
-    finally:
-        stylizer.colour_match = before
+    plain = stylizer.stylize(content, cache, settings=NO_IMAGE_POINT)
+    matched = stylizer.stylize(content, cache)
     assert colourfulness(matched) < 0.2 * colourfulness(plain)
     assert colourfulness(matched) < 0.01
 
@@ -118,75 +113,55 @@ def test_image_point_whitens_with_its_own_shrinkage(stylizer):
     # statistics, with the image point's own shrinkage (not the feature levels').
     content = _photo(data.coffee(), 48, 64)
     cache = stylizer.style_cache(_photo(data.astronaut(), 48, 64))
-    saved = stylizer.colour_match, stylizer.colour_shrink
-    try:
-        stylizer.colour_match = 0.0
-        decoded = stylizer.stylize(content, cache)
-        stylizer.colour_match = 1.0
-        outs = {}
-        for shrink in (0.0, 0.67):
-            stylizer.colour_shrink = shrink
-            outs[shrink] = stylizer.stylize(content, cache)
-            want = wct(decoded.clone(), cache.stats["image"], shrink=shrink).clamp(0, 1)
-            assert torch.allclose(outs[shrink], want, atol=1e-4)
-    finally:
-        stylizer.colour_match, stylizer.colour_shrink = saved
+    decoded = stylizer.stylize(content, cache, settings=NO_IMAGE_POINT)
+    outs = {}
+    for shrink in (0.0, 0.67):
+        settings = replace(DEFAULT_TRANSFER, colour_shrink=shrink)
+        outs[shrink] = stylizer.stylize(content, cache, settings=settings)
+        want = wct(decoded.clone(), cache.stats["image"], shrink=shrink).clamp(0, 1)
+        assert torch.allclose(outs[shrink], want, atol=1e-4)
     assert (outs[0.0] - outs[0.67]).abs().max() > 1e-3
 
 
-def test_image_point_over_the_whole_image_ignores_the_label_map(stylizer):
+def test_image_point_is_over_the_whole_image_also_with_labels(stylizer):
     content = _photo(data.coffee(), 48, 64)
     style = _photo(data.astronaut(), 48, 64) * 0.6 + 0.2
     labels = torch.zeros(48, 64, dtype=torch.long)
     labels[:, 32:] = 1
     cache = stylizer.style_cache(style, labels)
-    saved = stylizer.colour_match, stylizer.colour_shrink, stylizer.colour_regions
-    try:
-        stylizer.colour_match, stylizer.colour_shrink = 1.0, 0.0
-        stylizer.colour_regions = False
-        whole = stylizer.stylize(content, cache, content_labels=labels)
-        stylizer.colour_regions = True
-        regional = stylizer.stylize(content, cache, content_labels=labels)
-    finally:
-        stylizer.colour_match, stylizer.colour_shrink, stylizer.colour_regions = saved
+    settings = replace(DEFAULT_TRANSFER, colour_shrink=0.0)
+    whole = stylizer.stylize(content, cache, settings=settings, content_labels=labels)
     # Over the whole image the output takes the whole style photo's mean colour.
     assert torch.allclose(whole.mean((2, 3)), style.mean((2, 3)), atol=0.02)
-    assert (whole - regional).abs().mean() > 1e-3
 
 
-def test_automatic_regions_are_refined_in_the_style_and_the_content(stylizer):
-    # A smooth sky over a textured ground, in both photos: two regions, whose boundaries
-    # the photos' colours refine; the image point then has statistics per region.
+def test_automatic_regions_are_found_in_the_style_and_the_content(stylizer):
+    # A smooth sky over a textured ground, in both photos: two regions, labelled per segment
+    # of each photo and blended along its edges; the image point has statistics per region.
     sky = torch.tensor([0.5, 0.7, 0.95])[None, :, None, None]
     style = _photo(data.astronaut(), 96, 128)
     style[..., :40, :] = sky
     content = _photo(data.chelsea(), 96, 128)
     content[..., :56, :] = sky * 0.9
-    with stylizer.settings(region_segments=0, region_band=0, guided_blend=False):
-        coarse_cache = stylizer.style_cache(style, regions=2)
-        coarse = stylizer.stylize(content, coarse_cache)
-    with stylizer.settings(region_segments=0, region_band=16, guided_blend=False):
-        cache = stylizer.style_cache(style, regions=2)
-        refined = stylizer.stylize(content, cache)
+    auto = replace(DEFAULT_TRANSFER, regions=2)
+    cache = stylizer.style_cache(style, settings=auto)
     assert len(cache.centres) == 2 and set(cache.stats["image"]) == {-1, 0, 1}
-    assert (refined - coarse).abs().mean() > 1e-3
-    # The default: labels per segment of each photo, blended along its edges: another result.
-    assert stylizer.region_segments > 0 and stylizer.guided_blend
-    segmented = stylizer.stylize(content, stylizer.style_cache(style, regions=2))
-    assert (segmented - refined).abs().mean() > 1e-4
+    regional = stylizer.stylize(content, cache, settings=auto)
+    plain = stylizer.stylize(content, stylizer.style_cache(style))
+    assert (regional - plain).abs().mean() > 1e-3
 
 
 def test_automatic_regions_are_dropped_where_the_content_cannot_tell_them_apart(stylizer):
     style = _photo(data.astronaut(), 96, 128)
     style[..., :40, :] = torch.tensor([0.5, 0.7, 0.95])[None, :, None, None]
     content = _photo(data.chelsea(), 96, 128)
-    auto = stylizer.style_cache(style, regions=2)
+    auto = stylizer.style_cache(style, settings=replace(DEFAULT_TRANSFER, regions=2))
     plain = stylizer.stylize(content, stylizer.style_cache(style))
     assert len(auto.centres) == 2
-    with stylizer.settings(min_match_margin=float("inf")):  # no margin is enough: one region
-        assert torch.equal(stylizer.stylize(content, auto), plain)
-    with stylizer.settings(min_match_margin=0.0):  # any margin is: the regions are used
-        assert (stylizer.stylize(content, auto) - plain).abs().mean() > 1e-3
+    never = replace(DEFAULT_TRANSFER, min_match_margin=2.0)  # a cosine margin is at most 2
+    assert torch.equal(stylizer.stylize(content, auto, settings=never), plain)
+    always = replace(DEFAULT_TRANSFER, min_match_margin=0.0)
+    assert (stylizer.stylize(content, auto, settings=always) - plain).abs().mean() > 1e-3
 
 
 def _decoder_stats_from(cache: StyleCache, other: StyleCache) -> StyleCache:
@@ -205,26 +180,31 @@ def test_the_decoder_points_transfer_only_when_switched_on(stylizer):
     c_lab[:48] = 1
     s_lab = torch.zeros(96, 128, dtype=torch.long)
     s_lab[:, 64:] = 1
-    assert not stylizer.decoder_transfers
+    assert not DEFAULT_TRANSFER.decoder_transfers
     assert any(p.startswith("d") for p in stylizer.decoder.transfer_points)
     assert stylizer.needed_points() == [
         p for p in stylizer.decoder.transfer_points if not p.startswith("d")
     ]
-    modes = [({}, {}), ({"labels": s_lab}, {"content_labels": c_lab}), ({"regions": 2}, {})]
-    for summary, labels in modes:
-        off = stylizer.style_cache(style, **summary)
+    modes = [({}, {}, 0), ({"labels": s_lab}, {"content_labels": c_lab}, 0), ({}, {}, 2)]
+    for summary, labels, regions in modes:
+        off_settings = replace(DEFAULT_TRANSFER, regions=regions)
+        on_settings = replace(off_settings, decoder_transfers=True)
+        off = stylizer.style_cache(style, **summary, settings=off_settings)
         assert not any(p.startswith("d") for p in off.stats)
-        with stylizer.settings(decoder_transfers=True):
-            with pytest.raises(ValueError, match="summarise the style again"):
-                stylizer.stylize(content, off, **labels)
-            full = stylizer.style_cache(style, **summary)
-            assert all(p in full.stats for p in stylizer.decoder.transfer_points)
-            swapped = _decoder_stats_from(full, stylizer.style_cache(other, **summary))
-            on = stylizer.stylize(content, full, **labels)
-            assert (on - stylizer.stylize(content, swapped, **labels)).abs().mean() > 1e-3
-        kept = stylizer.stylize(content, off, **labels)
-        assert torch.equal(kept, stylizer.stylize(content, full, **labels))
-        assert torch.equal(kept, stylizer.stylize(content, swapped, **labels))
+        with pytest.raises(ValueError, match="summarise the style again"):
+            stylizer.stylize(content, off, settings=on_settings, **labels)
+        full = stylizer.style_cache(style, **summary, settings=on_settings)
+        assert all(p in full.stats for p in stylizer.decoder.transfer_points)
+        swapped = _decoder_stats_from(
+            full, stylizer.style_cache(other, **summary, settings=on_settings)
+        )
+        on = stylizer.stylize(content, full, settings=on_settings, **labels)
+        assert (on - stylizer.stylize(content, swapped, settings=on_settings,
+                                      **labels)).abs().mean() > 1e-3  # fmt: skip
+        kept = stylizer.stylize(content, off, settings=off_settings, **labels)
+        assert torch.equal(kept, stylizer.stylize(content, full, settings=off_settings, **labels))
+        assert torch.equal(kept, stylizer.stylize(content, swapped, settings=off_settings,
+                                                  **labels))  # fmt: skip
         assert (on - kept).abs().mean() > 1e-3
 
 
@@ -245,11 +225,11 @@ def test_dead_channels_and_reach_apply_at_the_instance_normalised_skips_only(sty
     points = stylizer.needed_points() + ["image"]
     skips = stylizer.decoder.normalised_skips
     assert "relu1_1" in skips and not any(p.startswith("d") for p in skips)
-    on = (stylizer.dead_ratio, stylizer.whitened_reach)
+    on = (DEFAULT_TRANSFER.dead_ratio, DEFAULT_TRANSFER.whitened_reach)
     assert on[0] > 0 and on[1] > 0
     assert calls == [on if p in skips else (0.0, 0.0) for p in points]
-    with stylizer.settings(dead_ratio=0.0, whitened_reach=0.0):
-        off = stylizer.stylize(content, cache)
+    no_limits = replace(DEFAULT_TRANSFER, dead_ratio=0.0, whitened_reach=0.0)
+    off = stylizer.stylize(content, cache, settings=no_limits)
     assert (off - expected).abs().mean() > 1e-3
 
 
@@ -265,28 +245,32 @@ def test_drawn_labels_are_snapped_to_the_content_at_the_working_size(stylizer):
     small = F.interpolate(content, size=(64, 80), mode="bilinear", antialias=True)
     snapped = snap_labels(drawn, small[0], radius=4)
     assert not torch.equal(snapped, drawn[::2, ::2])  # the photo's edges moved it
-    before = stylizer.label_snap
-    try:
-        stylizer.label_snap = 4
-        got = stylizer.stylize_at(content, cache, content_labels=drawn, work_size=80)
-        stylizer.label_snap = 0
-        want = stylizer.stylize_at(content, cache, content_labels=snapped, work_size=80)
-        plain = stylizer.stylize_at(content, cache, content_labels=drawn, work_size=80)
-    finally:
-        stylizer.label_snap = before
+    snap4, as_drawn = (
+        replace(DEFAULT_TRANSFER, label_snap=4),
+        replace(DEFAULT_TRANSFER, label_snap=0),
+    )
+    got = stylizer.stylize_at(content, cache, 1.0, snap4, drawn, work_size=80)
+    want = stylizer.stylize_at(content, cache, 1.0, as_drawn, snapped, work_size=80)
+    plain = stylizer.stylize_at(content, cache, 1.0, as_drawn, drawn, work_size=80)
     assert torch.allclose(got, want, atol=1e-5)
     assert not torch.allclose(got, plain, atol=1e-3)
 
 
-def test_settings_are_set_for_a_block_and_restored():
-    model = Stylizer(NAMED["photonas"])
-    before = (model.label_snap, model.region_prior)
-    with model.settings(label_snap=0, region_prior=0.5, shrink=None) as m:
-        assert m is model and (model.label_snap, model.region_prior) == (0, 0.5)
-        assert model.shrink == WHITEN_SHRINK  # None: left as it was
-    assert (model.label_snap, model.region_prior) == before
-    with pytest.raises(RuntimeError), model.settings(label_snap=3):
-        raise RuntimeError("boom")
-    assert model.label_snap == before[0]
-    with pytest.raises(AttributeError, match="no setting"), model.settings(lable_snap=1):
-        pass
+def test_settings_are_data_passed_in_not_state_on_the_model():
+    model = Stylizer(NAMED["photonas"]).eval()
+    assert not hasattr(model, "settings") and not hasattr(model, "label_snap")
+    with pytest.raises(FrozenInstanceError):
+        DEFAULT_TRANSFER.shrink = 0.1  # type: ignore[misc]
+    with pytest.raises(ValueError, match="region_prior"):
+        TransferSettings(region_prior=1.5)
+    with pytest.raises(ValueError, match="finite"):
+        TransferSettings(shrink=float("nan"))
+    # Two settings used in turn on one model (two threads, two Ray calls): neither sees the
+    # other's, each gives what it gives alone.
+    content, style = _photo(data.chelsea()), _photo(data.coffee())
+    cache = model.style_cache(style)
+    light = replace(DEFAULT_TRANSFER, shrink=0.0)
+    a1 = model.stylize(content, cache, settings=light)
+    b1 = model.stylize(content, cache)
+    a2 = model.stylize(content, cache, settings=light)
+    assert torch.equal(a1, a2) and not torch.allclose(a1, b1, atol=1e-4)

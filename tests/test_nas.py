@@ -31,7 +31,7 @@ from stylenas_cli.nas import (
     short_train,
 )
 from stylenas_cli.nas.evolution import Scores, evolve, random_genotype
-from stylenas_cli.nas.objectives import _stylize_all, every_transfer_point, pair_paths, spread
+from stylenas_cli.nas.objectives import _stylize_all, pair_paths, spread
 from stylenas_cli.train import default_warmup
 
 pytestmark = pytest.mark.usefixtures("one_thread", "fast_encoder")
@@ -220,20 +220,21 @@ def test_a_search_runs_from_python(photo_dir, pairs_dir, tmp_path):
         search(config)
 
 
-def test_search_scores_a_genotype_at_every_transfer_point():
-    # Stylisation leaves the decoder's own points out by default; a search scores a genotype
-    # with them (the papers' search space), and the model's setting is restored afterwards.
+def test_search_scores_a_genotype_with_the_shipped_stylisation():
+    # A candidate is scored on what `stylenas stylize` gives (the default transfer settings,
+    # working size and lift), not with the decoder's own transfer points switched on.
+    from dataclasses import replace
+
+    from stylenas_cli.config import DEFAULT_TRANSFER, DEFAULT_WORK_SIZE
     from stylenas_cli.model import Stylizer
 
     torch.manual_seed(0)
     st = Stylizer(NAMED["photonas"]).eval()
-    assert not st.decoder_transfers and "d5" in st.decoder.transfer_points
+    assert "d5" in st.decoder.transfer_points
     content = torch.rand(1, 3, 48, 64)
     style = torch.rand(1, 3, 48, 64)
-    with every_transfer_point(st):
-        assert st.decoder_transfers
-        expected = st.stylize(content, style)
-    assert not st.decoder_transfers
+    shipped = st.stylize_at(content, style, 1.0, DEFAULT_TRANSFER, work_size=DEFAULT_WORK_SIZE)
     scored, _ = _stylize_all(st, {"contents": content, "styles": style})
-    assert torch.allclose(scored, expected)
-    assert (scored - st.stylize(content, style)).abs().mean() > 1e-4
+    assert torch.allclose(scored, shipped)
+    every_point = replace(DEFAULT_TRANSFER, decoder_transfers=True)
+    assert (scored - st.stylize(content, style, settings=every_point)).abs().mean() > 1e-4

@@ -49,7 +49,7 @@ def test_the_installed_wheel_stylises_a_photo_from_elsewhere(wheel, tmp_path):
     assert install.returncode == 0, install.stderr
     work = tmp_path / "elsewhere"
     content = write_photo(work / "a.jpg")
-    style = write_photo(work / "b.jpg", source="coffee")
+    write_photo(work / "b.jpg", source="coffee")
     env = {k: v for k, v in os.environ.items() if k != "STYLENAS_WEIGHTS_DIR"}
     env["PYTHONPATH"] = str(target)
     code = (

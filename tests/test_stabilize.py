@@ -6,9 +6,12 @@ from functools import partial
 import pytest
 import torch
 
-from stylenas_cli.model import WHITEN_SHRINK, Stylizer
+from stylenas_cli.config import DEFAULT_TRANSFER
+from stylenas_cli.model import Stylizer
 from stylenas_cli.video import StabilizeConfig, Stabilizer, stylize_frames
 from stylenas_cli.wct import apply_transform, moments, style_stats, transfer, wct
+
+WHITEN_SHRINK = DEFAULT_TRANSFER.shrink
 
 
 def _features(b: int, seed: int) -> torch.Tensor:

@@ -10,7 +10,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "stylenas_cli"
 CORE = {"encoder", "wct", "genotype", "decoder", "model", "weights", "device", "images"}
-CORE |= {"errors", "files", "config", "lift", "banded", "memory", "stylestore", "automask"}
+CORE |= {"errors", "files", "config", "lift", "banded", "memory", "stylestore", "regions"}
+CORE |= {"shape", "style"}
 MAX_LINES = 600
 
 

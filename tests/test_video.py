@@ -205,7 +205,7 @@ def test_real_clip_keeps_its_frames_rate_and_size(tmp_path, run_video, monkeypat
     every frame comes out, in order, at the source's rate and size."""
     from stylenas_cli.model import Stylizer
 
-    monkeypatch.setattr(Stylizer, "stylize", lambda self, x, cache, alpha=1.0, **kw: 1.0 - x)
+    monkeypatch.setattr(Stylizer, "stylize", lambda self, x, cache, *args, **kw: 1.0 - x)
     out = tmp_path / "mountain_2_stylized.mp4"
     result = run_video(REAL_CLIP, "-o", out, "--no-stabilize", "--json")
     assert result.exit_code == 0, result.output

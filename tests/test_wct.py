@@ -1,22 +1,21 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
+from stylenas_cli.regions import snap_labels, soft_regions
 from stylenas_cli.wct import (
     CHUNK,
+    Regions,
+    apply_transform,
     channel_keep,
-    colour,
-    guided_weights,
-    mix_stats,
+    moments,
     prior_cov,
     prior_spread,
     resize_labels,
-    snap_labels,
-    soft_weights,
     style_stats,
     transfer,
     trusted_labels,
     wct,
-    whiten,
     whitening_matrix,
 )
 
@@ -34,11 +33,18 @@ def _correlated(b, c, h, w, seed):
     return (mix @ x + 3 * torch.randn(1, c, 1, generator=g)).reshape(b, c, h, w)
 
 
+def _whiten(x: torch.Tensor) -> torch.Tensor:
+    flat = x.flatten(2)
+    mean, cov = moments(flat)
+    white = whitening_matrix(cov)
+    return apply_transform(flat, white, -white @ mean).reshape(x.shape)
+
+
 def test_whitened_covariance_is_identity():
     x = _correlated(2, 8, 16, 16, 0)
-    cov = _cov(whiten(x))
+    cov = _cov(_whiten(x))
     assert torch.allclose(cov, torch.eye(8, dtype=torch.float64).expand(2, 8, 8), atol=1e-3)
-    assert whiten(x).flatten(2).mean(-1).abs().max() < 1e-4
+    assert _whiten(x).flatten(2).mean(-1).abs().max() < 1e-4
 
 
 def test_coloured_covariance_matches_style():
@@ -67,19 +73,18 @@ def test_batched_equals_one_by_one():
 
 
 def test_bad_inputs_raise():
-    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
-        whiten(torch.zeros(3, 4, 4))
     stats = style_stats(torch.randn(1, 2, 4, 4))
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        wct(torch.zeros(3, 4, 4), stats)
     with pytest.raises(ValueError, match="alpha"):
         wct(torch.randn(1, 2, 4, 4), stats, alpha=1.5)
     with pytest.raises(ValueError, match="one style"):
         style_stats(torch.randn(2, 2, 4, 4))
 
 
-def test_colour_of_whitened_style_reproduces_style_statistics():
+def test_a_style_transferred_onto_itself_is_itself():
     style = _correlated(1, 5, 16, 16, 7)
-    out = colour(whiten(style), style_stats(style)[-1])
-    assert torch.allclose(out, style, atol=1e-3)
+    assert torch.allclose(wct(style, style_stats(style)), style, atol=1e-3)
 
 
 def test_masked_transfer_uses_same_label_statistics():
@@ -94,32 +99,12 @@ def test_masked_transfer_uses_same_label_statistics():
     content = torch.randn(1, 3, 16, 16, generator=g)
     content_labels = torch.ones(16, 16, dtype=torch.long)
     content_labels[:8] = 2
-    out = wct(content, style_stats(style, style_labels), labels=content_labels)
+    out = wct(content, style_stats(style, style_labels), regions=Regions(content_labels))
     assert torch.allclose(out[..., :8, :].mean(), torch.tensor(-5.0), atol=0.3)
     assert torch.allclose(out[..., 8:, :].mean(), torch.tensor(5.0), atol=0.3)
     # Without masks everything gets the global mean (≈ 0).
     plain = wct(content, style_stats(style))
     assert plain[..., :8, :].mean().abs() < 2.0
-
-
-@pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
-def test_global_mix_pulls_each_region_toward_the_whole_style(share):
-    # Regions of the style have means +5 / -5, the whole style about 0: a region's output
-    # mean moves from its own region's (share 0) to the whole style's (share 1).
-    stats, content_labels = _halves()
-    content = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(5))
-    out = wct(content, stats, labels=content_labels, global_mix=share)
-    whole = float(stats[-1].mean.mean())
-    top, bottom = out[..., :16, :].mean(), out[..., 16:, :].mean()  # labels 2 / 1
-    assert float(top) == pytest.approx((1 - share) * -5 + share * whole, abs=0.3)
-    assert float(bottom) == pytest.approx((1 - share) * 5 + share * whole, abs=0.3)
-
-
-def test_mix_stats_ends_are_the_region_and_the_whole():
-    stats, _ = _halves()
-    for share, want in ((0.0, stats[1]), (1.0, stats[-1])):
-        got = mix_stats(stats[1], stats[-1], share)
-        assert torch.allclose(got.mean, want.mean) and torch.allclose(got.colour, want.colour)
 
 
 def test_region_prior_limits_the_stretch_of_a_flat_region():
@@ -130,13 +115,15 @@ def test_region_prior_limits_the_stretch_of_a_flat_region():
     g = torch.Generator().manual_seed(6)
     content = torch.randn(1, 3, 32, 32, generator=g)
     content[..., :16, :] *= 0.01
-    alone = wct(content, stats, labels=content_labels)
-    prior = wct(content, stats, labels=content_labels, region_prior=0.3)
+    alone = wct(content, stats, regions=Regions(content_labels))
+    prior = wct(content, stats, regions=Regions(content_labels), region_prior=0.3)
     assert float(alone[..., :16, :].std()) > 0.8
     assert float(prior[..., :16, :].std()) < 0.4
     assert float(prior[..., :16, :].mean()) == pytest.approx(-5, abs=0.1)
     assert float(prior[..., 16:, :].mean()) == pytest.approx(5, abs=0.1)
-    assert torch.equal(wct(content, stats, labels=content_labels, region_prior=0.0), alone)
+    assert torch.equal(
+        wct(content, stats, regions=Regions(content_labels), region_prior=0.0), alone
+    )
 
 
 def test_a_full_region_prior_transfers_every_region_by_one_map_with_its_own_means():
@@ -145,7 +132,7 @@ def test_a_full_region_prior_transfers_every_region_by_one_map_with_its_own_mean
     # two maps meeting at a boundary), and each region lands on its style region's means.
     stats, content_labels = _halves()
     content = _correlated(1, 3, 32, 32, 24)
-    shared = wct(content, stats, labels=content_labels, region_prior=1.0)
+    shared = wct(content, stats, regions=Regions(content_labels), region_prior=1.0)
     whole = wct(content, stats)
     for label in (1, 2):
         sel = content_labels == label
@@ -174,11 +161,13 @@ def test_label_missing_in_style_falls_back_to_whole_style():
     style = torch.randn(1, 3, 8, 8) + 2.0
     content = torch.randn(1, 3, 8, 8)
     labels = torch.full((8, 8), 7, dtype=torch.long)
-    out = wct(content, style_stats(style, torch.zeros(8, 8, dtype=torch.long)), labels=labels)
+    out = wct(
+        content, style_stats(style, torch.zeros(8, 8, dtype=torch.long)), regions=Regions(labels)
+    )
     assert torch.allclose(out.mean((2, 3)), style.mean((2, 3)), atol=1e-3)
 
 
-# --- soft region boundaries, eigenvalue floor ----------------------------------------------
+# --- soft region boundaries ----------------------------------------------
 
 
 def _halves(h: int = 32, w: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
@@ -194,27 +183,21 @@ def _halves(h: int = 32, w: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     return style_stats(style, style_labels), content_labels
 
 
-def test_soft_weights_sum_to_one_and_are_one_hot_away_from_boundaries():
-    labels = torch.zeros(20, 20, dtype=torch.long)
-    labels[:, 10:] = 4
-    w = soft_weights(labels, [0, 4], radius=2)
-    assert w.shape == (2, 20, 20)
-    assert torch.allclose(w.sum(0), torch.ones(20, 20))
-    assert torch.equal(w[0, :, :8], torch.ones(20, 8)) and torch.equal(
-        w[1, :, 12:], torch.ones(20, 8)
-    )
-    ramp = w[1, 5, 7:13]  # rises across the boundary
-    assert torch.all(ramp[1:] >= ramp[:-1]) and 0 < ramp[2] < 1
-    # A label left out (too small to trust) gets no weight; far from any kept label: 0.
-    assert torch.equal(soft_weights(labels, [0], radius=1)[0, :, 12:], torch.zeros(20, 8))
+def _box_regions(labels: torch.Tensor, radius: int) -> Regions:
+    """Soft regions whose weights are each label's one-hot map box-blurred."""
+    ids = labels.unique().tolist()
+    onehot = torch.stack([(labels == i) for i in ids]).float()[None]
+    k = 2 * radius + 1
+    soft = F.avg_pool2d(onehot, k, stride=1, padding=radius, count_include_pad=False)[0]
+    return Regions(labels, soft, tuple(ids))
 
 
 def test_soft_boundaries_blend_the_two_region_transforms_only_near_the_boundary():
     stats, labels = _halves()
     g = torch.Generator().manual_seed(4)
     content = torch.randn(1, 3, 32, 32, generator=g)
-    hard = wct(content, stats, labels=labels)
-    soft = wct(content, stats, labels=labels, soft=0.1)  # radius 3 px
+    hard = wct(content, stats, regions=Regions(labels))
+    soft = wct(content, stats, regions=_box_regions(labels, 3))
     far = torch.cat([torch.arange(0, 12), torch.arange(20, 32)])
     assert torch.allclose(soft[..., far, :], hard[..., far, :], atol=1e-4)
     # At the boundary rows the result lies between the two regions' means (-5 and +5).
@@ -222,66 +205,26 @@ def test_soft_boundaries_blend_the_two_region_transforms_only_near_the_boundary(
     assert torch.all(edge.abs() < hard[..., 15:17, :].mean((0, 1, 3)).abs())
 
 
-def test_guided_weights_stay_sharp_across_the_photos_edge_and_blend_in_its_flat_parts():
-    g = torch.Generator().manual_seed(6)
-    photo = 0.3 + 0.01 * torch.rand(3, 24, 40, generator=g)
-    photo[:, :, 20:] += 0.5  # an edge at column 20
-    labels = torch.zeros(24, 40, dtype=torch.long)
-    labels[:, 20:] = 2  # on the edge
-    labels[:, 8:12] = 2  # a block with no edge in the photo (a coarse label's speck)
-    w = guided_weights(labels, [0, 2], photo, radius=4)
-    assert w.shape == (2, 24, 40) and torch.allclose(w.sum(0), torch.ones(24, 40))
-    assert w.min() >= 0 and w.max() <= 1
-    box = soft_weights(labels, [0, 2], radius=4)
-    # Beside the photo's edge each side keeps its own label; the box blur mixes them.
-    assert w[0, :, 18:20].min() > 0.95 and w[1, :, 20:22].min() > 0.95
-    assert box[0, :, 19].max() < 0.8
-    # Inside the flat left part the speck is blended as the box blur blends it.
-    assert torch.allclose(w[1, :, 10], box[1, :, 10], atol=0.1)
-    assert 0.2 < float(w[1, 5, 10]) < 0.8
-
-
-def test_wct_with_a_guide_blends_regions_by_the_photos_edges():
+def test_regions_guided_by_the_photo_keep_its_edges_where_a_box_blur_would_not():
     stats, labels = _halves()
     g = torch.Generator().manual_seed(4)
     content = torch.randn(1, 3, 32, 32, generator=g)
     photo = torch.full((3, 64, 64), 0.2)
-    photo[:, :32] = 0.8  # the photo's edge is the labels' boundary (rows 16 of the map)
-    hard = wct(content, stats, labels=labels)
-    boxed = wct(content, stats, labels=labels, soft=0.1)
-    guided = wct(content, stats, labels=labels, soft=0.1, guide=photo)
+    photo[:, :32] = 0.8  # the photo's edge is the labels' boundary (row 16 of the map)
+    hard = wct(content, stats, regions=Regions(labels))
+    fine = resize_labels(labels, (64, 64))
+    guided = wct(content, stats, regions=soft_regions(fine, photo, radius=6))
+    boxed = wct(content, stats, regions=_box_regions(fine, 6))
     assert torch.allclose(guided, hard, atol=0.05)
     assert not torch.allclose(boxed, hard, atol=0.05)
-    # A memo shared by one stylisation's transfer points: the weights are computed once
-    # (the second call reads them: a memo holding other weights changes its result).
-    memo: dict = {}
-    first = wct(content, stats, labels=labels, soft=0.1, guide=photo, guide_memo=memo)
-    assert torch.equal(first, guided) and len(memo) == 1
-    (key,) = memo
-    assert torch.equal(
-        wct(content, stats, labels=labels, soft=0.1, guide=photo, guide_memo=memo), first
-    )
-    memo[key] = memo[key].flip(0)
-    swapped = wct(content, stats, labels=labels, soft=0.1, guide=photo, guide_memo=memo)
-    assert not torch.allclose(swapped, first, atol=0.05)
 
 
 def test_soft_with_one_region_is_that_regions_transfer():
     stats, _ = _halves()
     content = torch.randn(1, 3, 16, 16)
     one = torch.ones(16, 16, dtype=torch.long)
-    assert torch.allclose(
-        wct(content, stats, labels=one, soft=0.2), wct(content, stats, labels=one), atol=1e-4
-    )
-
-
-def test_eigenvalue_floor_limits_amplification_of_weak_directions():
-    cov = torch.diag(torch.tensor([1e-4, 1.0, 4.0], dtype=torch.float64))
-    plain = whitening_matrix(cov)
-    floored = whitening_matrix(cov, floor=0.01)
-    assert plain[0, 0] == pytest.approx(1e-4**-0.5, rel=0.1)
-    assert floored[0, 0] == pytest.approx((0.01 * 4.0) ** -0.5, rel=1e-3)
-    assert torch.allclose(plain[1:, 1:], floored[1:, 1:])  # strong directions untouched
+    soft = wct(content, stats, regions=_box_regions(one, 3))
+    assert torch.allclose(soft, wct(content, stats, regions=Regions(one)), atol=1e-4)
 
 
 def _style_with_dead_channel(seed: int, dead: int = 2) -> torch.Tensor:
@@ -320,7 +263,7 @@ def test_with_labels_every_region_keeps_a_dead_channels_pattern_at_its_style_reg
     s_lab = torch.zeros(12, 12, dtype=torch.long)
     s_lab[:, 6:] = 1
     stats = style_stats(style, s_lab)
-    kept = wct(content, stats, labels=c_lab, dead_ratio=0.5, region_prior=0.3)
+    kept = wct(content, stats, regions=Regions(c_lab), dead_ratio=0.5, region_prior=0.3)
     for label in (0, 1):
         rows = c_lab == label
         k, c = kept[0, 2][rows], content[0, 2][rows]

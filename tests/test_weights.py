@@ -149,7 +149,7 @@ def test_weights_dir_env(monkeypatch, tmp_path):
     assert weights.weights_dir() == tmp_path
     assert weights.REGISTRY["photonas"].path == tmp_path / "photonas.pt"
     monkeypatch.delenv("STYLENAS_WEIGHTS_DIR")
-    assert weights.weights_dir().name == "weights"
+    assert weights.weights_dir().name == "shipped_weights"  # inside the package
 
 
 def test_shipped_weights_resolved_through_registry(weights_dir, weights_file, monkeypatch):

@@ -14,7 +14,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "Genotype": "genotype",
     "NAMED": "genotype",
-    "StyleCache": "model",
+    "StyleCache": "style",
+    "TransferSettings": "config",
     "Stylizer": "model",
     "StylenasError": "errors",
     "LiftConfig": "config",

@@ -10,6 +10,7 @@ network at the working size, lifted to full resolution; style statistics cached 
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -17,10 +18,19 @@ import numpy as np
 from PIL import Image
 
 from . import stylestore
-from .batch import StylizeConfig, plan_image_outputs, stylize_files, stylize_images
-from .config import DEFAULT_STYLE_SIZE, DEFAULT_WORK_SIZE, LiftConfig
+from .batch import StylizeConfig, plan_image_outputs, stylize_images
+from .config import (
+    DEFAULT_STYLE_SIZE,
+    DEFAULT_TRANSFER,
+    DEFAULT_WORK_SIZE,
+    LiftConfig,
+    TransferSettings,
+)
 from .images import ImageError, LoadedImage, pil_pixels, to_srgb, to_uint8
-from .model import StyleCache, Stylizer, check_side
+from .jobs import stylize_files
+from .model import Stylizer
+from .shape import check_side
+from .style import StyleCache
 
 ImageLike = str | Path | Image.Image | np.ndarray
 
@@ -47,6 +57,7 @@ def stylize(
     cache: bool = True,
     overwrite: bool = False,
     regions: int = 0,
+    settings: TransferSettings = DEFAULT_TRANSFER,
 ) -> Path | Image.Image | np.ndarray:
     """Give ``content`` the colour and tone of ``style``; what ``stylenas stylize`` does.
 
@@ -61,11 +72,15 @@ def stylize(
         work_size: long side the network sees (None: every pixel); ``lift``: the guided
             filter's settings (default :class:`~stylenas_cli.config.LiftConfig`).
         regions: > 0: that many semantic regions found automatically in the style and
-            matched in the content, each transferred on its own (``--auto-masks --regions``).
+            matched in the content, each transferred on its own (``--auto-masks --regions``;
+            a shortcut for ``settings.regions``).
+        settings: every setting of the transfer
+            (:class:`~stylenas_cli.config.TransferSettings`, the command line's by default).
 
     Raises :class:`~stylenas_cli.errors.StylenasError` (one line) for unusable inputs."""
     if regions < 0:
         raise ValueError(f"regions must be 0 (none) or more, got {regions}")
+    settings = replace(settings, regions=regions) if regions else settings
     if not isinstance(content, str | Path):
         content_image = _loaded(content, "content")  # refused before a model loads
     style_image = None if isinstance(style, str | Path) else _loaded(style, "style")
@@ -79,11 +94,11 @@ def stylize(
                 return stylize(content, path, output, arch=arch, weights=weights, alpha=alpha,
                                work_size=work_size, style_size=style_size, lift=lift,
                                device=device, precision=precision, cache=False,
-                               overwrite=overwrite, regions=regions)  # fmt: skip
+                               overwrite=overwrite, settings=settings)  # fmt: skip
         content = Path(content)
         [dest] = plan_image_outputs([content], output)
         cfg = StylizeConfig(alpha=alpha, overwrite=overwrite, work_size=work_size, lift=lift,
-                            cache=cache, style_size=style_size, regions=regions)  # fmt: skip
+                            cache=cache, style_size=style_size, transfer=settings)  # fmt: skip
         [result] = stylize_files(model, [content], Path(style), [dest], cfg)
         if not result.ok:
             raise ImageError(result.error)
@@ -91,8 +106,8 @@ def stylize(
     image = content_image
     check_side(*image.size, "content")
     summary = _style(model, style if style_image is None else style_image, style_size, cache,
-                     regions)  # fmt: skip
-    styled = stylize_images(model, [image], summary, alpha, None, work_size, lift)[0]
+                     settings)  # fmt: skip
+    styled = stylize_images(model, [image], summary, alpha, None, work_size, lift, settings)[0]
     if isinstance(content, Image.Image):
         return Image.fromarray(styled, "RGB")
     if np.issubdtype(np.asarray(content).dtype, np.floating):
@@ -130,11 +145,15 @@ def _loaded(image: Image.Image | np.ndarray, what: str) -> LoadedImage:
 
 
 def _style(
-    model: Stylizer, style: str | Path | LoadedImage, size: int, cache: bool, regions: int = 0
+    model: Stylizer,
+    style: str | Path | LoadedImage,
+    size: int,
+    cache: bool,
+    settings: TransferSettings,
 ) -> StyleCache:
     if isinstance(style, str | Path):
         store = stylestore.cache_dir() if cache else None
-        return model.load_style(style, size, cache_dir=store, regions=regions)
+        return model.load_style(style, size, cache_dir=store, settings=settings)
     check_side(*style.size, "style")
     w, h = style.size
     if max(w, h) > size:
@@ -142,4 +161,4 @@ def _style(
         rgb = style.resized(max(1, round(h * scale)), max(1, round(w * scale)))
     else:
         rgb = style.rgb
-    return model.style_cache(rgb.to(model.device), regions=regions)
+    return model.style_cache(rgb.to(model.device), settings=settings)

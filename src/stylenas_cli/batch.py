@@ -1,14 +1,15 @@
 """Batch stylisation of image files: the library side of ``stylenas stylize``.
 
-Plans outputs, groups contents of the same size into batches, computes the style statistics
-once, and reports one result per content (errors included) so one bad file does not stop
-the others.
+Expands folders, plans outputs, and runs one style's jobs (:func:`run_group`): the style's
+statistics computed once, contents of the same size stylised in one batch, one result per
+content (errors included) so one bad file does not stop the others. Jobs, manifests and the
+checks made before anything runs are :mod:`.jobs`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,33 +17,72 @@ import numpy as np
 import torch
 
 from . import stylestore
-from .config import DEFAULT_MAX_PIXELS, DEFAULT_STYLE_SIZE
+from .config import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_STYLE_SIZE,
+    DEFAULT_TRANSFER,
+    DEFAULT_WORK_SIZE,
+    LiftConfig,
+    TransferSettings,
+)
 from .errors import OutOfMemory, is_oom
 from .files import STYLIZED_SUFFIX, OutputError, plan_outputs
 from .images import (
     IMAGE_SUFFIXES,
     ImageError,
     LoadedImage,
-    first_line,
     load_image,
     load_labels,
-    open_image,
     oriented_size,
     save_image,
 )
-from .lift import DEFAULT_WORK_SIZE, LiftConfig, work_shape
 from .memory import check_fits, release_freed_memory
-from .model import StyleCache, Stylizer, check_side
+from .model import Stylizer
+from .shape import check_side, work_shape
+from .style import StyleCache
+
+FIELDS = ("content", "style", "output", "alpha", "content_mask", "style_mask")
+# Keys a failure report (jobs.write_failures) adds; a report read back as a manifest ignores them.
+REPORT_FIELDS = ("error", "ok", "width", "height", "seconds", "device", "notes", "skipped")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One content, its style and its output (a row of a manifest, or one photo of a folder run)."""
+
+    content: Path
+    style: Path
+    output: Path | None = None  # None: planned like a folder run's (see plan_jobs)
+    alpha: float | None = None  # None: the run's --alpha
+    content_mask: Path | None = None
+    style_mask: Path | None = None
+    where: str = field(default="", compare=False)  # "manifest:line" of a manifest's row
+    size: tuple[int, int] | None = field(default=None, compare=False)  # content, as shown
+
+    def as_dict(self) -> dict:
+        values = {k: getattr(self, k) for k in FIELDS}
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in values.items()}
+
+    @property
+    def inputs(self) -> list[Path]:
+        """The files this job reads."""
+        return [p for p in (self.content, self.style, self.content_mask, self.style_mask) if p]
+
+    @classmethod
+    def from_dict(cls, row: dict) -> Job:
+        path = {k: Path(row[k]) if row.get(k) else None for k in FIELDS if k != "alpha"}
+        alpha = row.get("alpha")
+        return cls(alpha=None if alpha in (None, "") else float(alpha), **path)
 
 
 @dataclass
 class StylizeConfig:
-    alpha: float = 1.0
-    max_size: int | None = None
-    batch_size: int = 4
+    """How a batch is stylised (what each job does not say itself)."""
+
+    alpha: float = 1.0  # a job's own alpha overrides it
+    max_size: int | None = None  # long side of the outputs; None: each photo's own size
+    batch_size: int = 4  # same-size contents stylised together
     overwrite: bool = False
-    content_mask: Path | None = None
-    style_mask: Path | None = None
     # Long side the network sees; the result is lifted to the photo's size (None: native).
     work_size: int | None = DEFAULT_WORK_SIZE
     lift: LiftConfig = field(default_factory=LiftConfig)
@@ -50,10 +90,7 @@ class StylizeConfig:
     style_size: int = DEFAULT_STYLE_SIZE  # long side the style is read at
     max_pixels: int | None = DEFAULT_MAX_PIXELS  # larger files are refused (bombs)
     skip_existing: bool = False  # an existing output counts as done (resume a killed batch)
-    regions: int = 0  # > 0: automatic semantic regions where no masks are given (automask)
-    # Radius (px at the working size) snapping content_mask to the photo's edges; None: the
-    # model's own (model.LABEL_SNAP), 0: the mask as drawn.
-    mask_snap: int | None = None
+    transfer: TransferSettings = DEFAULT_TRANSFER  # every setting of the transfer itself
 
 
 @dataclass
@@ -122,9 +159,10 @@ def expand_contents(
 ) -> tuple[list[Path], list[Path]]:
     """Files as given; directories expand to their images, sorted (with ``recursive``, their
     sub-folders too), leaving out earlier results (``*_stylized.*``), hidden files and
-    anything under ``exclude`` (the output folder), so a second run does not stylise its own
-    output. Returns the contents and, for each, its folder relative to the directory it
-    was found in (``.`` for files given directly), which an output folder mirrors."""
+    anything under ``exclude`` (the output folder) when it lies inside, so a second run does
+    not stylise its own output. Returns the contents and, for each, its folder relative to
+    the directory it was found in (``.`` for files given directly), which an output folder
+    mirrors."""
     out: list[Path] = []
     subdirs: list[Path] = []
     skip = exclude.resolve() if exclude is not None else None
@@ -163,75 +201,25 @@ def plan_image_outputs(
     return plan_outputs(contents, output, IMAGE_SUFFIXES, "an image", subdirs)
 
 
-def same_file(a: Path, b: Path) -> bool:
-    """Whether two paths name one file (links and ``..`` resolved; missing ones by path)."""
-    try:
-        return a.samefile(b)
-    except OSError:
-        return a.resolve() == b.resolve()
-
-
-def precheck(
-    contents: list[Path], outputs: list[Path], style: Path, cfg: StylizeConfig
-) -> tuple[list[tuple[Path, Path]], list[Result]]:
-    """Check the inputs before any model is loaded: the style must decode and the masks'
-    headers be readable (an :class:`ImageError` otherwise); each content's header must be
-    readable and within ``cfg.max_pixels``, and its output must not be the content, the
-    style or a mask (refused even with ``overwrite``: it would destroy an input). Returns the
-    ``(content, output)`` pairs to run and one failed :class:`Result` per content refused."""
-    with open_image(style, cfg.max_pixels, "style") as img:
-        try:  # decoded whole (JPEGs at 1/8 scale: fast) so a truncated style fails here
-            img.draft("RGB", (img.width // 8, img.height // 8))
-            img.load()
-        except (OSError, SyntaxError, ValueError) as err:
-            raise ImageError(f"{style}: not a readable style ({first_line(err)})") from None
-    for mask in (cfg.content_mask, cfg.style_mask):
-        if mask is not None:
-            with open_image(mask, cfg.max_pixels, "mask"):
-                pass
-    todo, failed = [], []
-    for c, o in zip(contents, outputs):
-        try:
-            with open_image(c, cfg.max_pixels):
-                pass
-            inputs = {"the content": c, "the style": style, "the content mask": cfg.content_mask,
-                      "the style mask": cfg.style_mask}  # fmt: skip
-            for which, path in inputs.items():
-                if path is not None and same_file(o, path):
-                    raise ImageError(f"{o}: the output would replace {which}; choose another -o")
-        except ImageError as err:
-            failed.append(Result(c, None, False, str(err)))
-            continue
-        todo.append((c, o))
-    return todo, failed
-
-
-def stylize_files(
+def run_group(
     model: Stylizer,
-    contents: list[Path],
-    style: Path,
-    outputs: list[Path],
+    jobs: Sequence[Job],
     cfg: StylizeConfig,
     on_result: Callable[[Result], None] = lambda r: None,
     styles: dict | None = None,
 ) -> list[Result]:
-    """Stylise every content with one style; returns one :class:`Result` per content
-    (inputs checked first: :func:`precheck`). ``styles``: summaries of styles already read,
-    kept across calls (a run over many styles reads each once)."""
-    if cfg.content_mask and len(contents) != 1:
+    """Stylise jobs that share one style, style mask, strength and content mask (a group of
+    :func:`~stylenas_cli.jobs.group_jobs`, already checked by
+    :func:`~stylenas_cli.jobs.precheck_jobs`); one :class:`Result` per job. ``styles``:
+    summaries of styles already read, kept across calls. Raises :class:`ImageError` when
+    the style cannot be used."""
+    first = jobs[0]
+    if first.content_mask and len(jobs) != 1:
         raise ImageError("--content-mask works with exactly one content image")
-    with model.settings(label_snap=cfg.mask_snap):
-        return _stylize_files(model, contents, style, outputs, cfg, on_result, styles)
-
-
-def _stylize_files(model, contents, style, outputs, cfg, on_result, styles) -> list[Result]:
-    checked, results = precheck(contents, outputs, style, cfg)
-    for r in results:
-        on_result(r)
-    if not checked:
-        return results
-    cache = _style(model, style, cfg, {} if styles is None else styles)
+    alpha = cfg.alpha if first.alpha is None else first.alpha
+    cache = _style(model, first.style, first.style_mask, cfg, {} if styles is None else styles)
     style_notes, cache.notes = cache.notes, []  # said once, with the style's first result
+    results: list[Result] = []
 
     def emit(r: Result) -> None:
         nonlocal style_notes
@@ -239,57 +227,52 @@ def _stylize_files(model, contents, style, outputs, cfg, on_result, styles) -> l
         results.append(r)
         on_result(r)
 
-    content_labels = None
-    todo: list[tuple[Path, Path]] = []
-    for c, o in checked:
-        done = existing_output(c, o, cfg)
+    todo = []
+    for job in jobs:
+        done = existing_output(job.content, job.output, cfg)
         if done is None:
-            todo.append((c, o))
+            todo.append(job)
         else:
             emit(done)
-    # Same-size contents next to each other so they share a batch.
-    todo.sort(key=lambda co: oriented_size(co[0]) or (0, 0))
     for group in _same_size_groups(todo, cfg.batch_size):
-        loaded: list[tuple[Path, Path, LoadedImage]] = []
-        for c, o in group:
+        loaded: list[tuple[Job, LoadedImage]] = []
+        labels = None
+        for job in group:
             try:
-                img = load_image(c, cfg.max_size, cfg.max_pixels)
-                check_side(*img.size, f"{c}: image")
-                if cfg.content_mask:
-                    size = oriented_size(c) or img.size
-                    content_labels = load_labels(cfg.content_mask, size, cfg.max_pixels)
-                loaded.append((c, o, img))
+                img = load_image(job.content, cfg.max_size, cfg.max_pixels)
+                check_side(*img.size, f"{job.content}: image")
+                if job.content_mask:  # drawn at the photo's own size
+                    size = job.size or oriented_size(job.content) or img.size
+                    labels = load_labels(job.content_mask, size, cfg.max_pixels)
+                loaded.append((job, img))
             except ImageError as err:
-                emit(Result(c, None, False, str(err)))
+                emit(Result(job.content, None, False, str(err)))
         for sub in _split_by_size(loaded):
-            for r in _run_batch(model, sub, cache, cfg, content_labels):
+            for r in _run_batch(model, sub, cache, cfg, alpha, labels):
                 emit(r)
         del loaded
         release_freed_memory()  # a long folder of mixed sizes must not grow the process
     return results
 
 
-def _style(model: Stylizer, style: Path, cfg: StylizeConfig, styles: dict) -> StyleCache:
+def _style(model: Stylizer, style: Path, mask: Path | None, cfg: StylizeConfig, styles: dict):
     max_side = min(cfg.max_size or cfg.style_size, cfg.style_size)
-    key = (style.resolve(), cfg.style_mask and cfg.style_mask.resolve(), max_side, cfg.regions)
+    settings = cfg.transfer
+    key = (style.resolve(), mask and mask.resolve(), max_side, settings)
     if key not in styles:
         store = stylestore.cache_dir() if cfg.cache else None
-        regions = 0 if cfg.style_mask else cfg.regions
-        styles[key] = model.load_style(style, max_side, cfg.style_mask, store, cfg.max_pixels,
-                                       regions)  # fmt: skip
+        styles[key] = model.load_style(style, max_side, mask, store, cfg.max_pixels, settings)
     return styles[key]
 
 
-def _same_size_groups(todo: list, batch_size: int) -> Iterator[list]:
-    group: list = []
-    key = None
-    for c, o in todo:
-        k = oriented_size(c)
-        if group and (k != key or len(group) >= batch_size):
+def _same_size_groups(todo: list[Job], batch_size: int) -> Iterator[list[Job]]:
+    """Runs of same-size jobs (they come sorted by size), at most ``batch_size`` each."""
+    group: list[Job] = []
+    for job in todo:
+        if group and (job.size != group[0].size or len(group) >= batch_size):
             yield group
             group = []
-        group.append((c, o))
-        key = k
+        group.append(job)
     if group:
         yield group
 
@@ -297,30 +280,31 @@ def _same_size_groups(todo: list, batch_size: int) -> Iterator[list]:
 def _split_by_size(loaded: list) -> Iterator[list]:
     by: dict[tuple[int, int], list] = {}
     for item in loaded:
-        by.setdefault(item[2].size, []).append(item)
+        by.setdefault(item[1].size, []).append(item)
     yield from by.values()
 
 
-def _run_batch(model, items, cache, cfg: StylizeConfig, content_labels) -> list[Result]:
+def _run_batch(model, items, cache, cfg: StylizeConfig, alpha: float, labels) -> list[Result]:
     """Stylise same-size photos together; too big a batch runs one by one, and a photo
     that cannot fit is reported (never a traceback)."""
     if not items:
         return []
     t0 = time.perf_counter()
-    w, h = items[0][2].size
-    float_source = any(img.pixels.dtype != np.uint8 for _, _, img in items)
+    w, h = items[0][1].size
+    first = items[0][0].content
+    float_source = any(img.pixels.dtype != np.uint8 for _, img in items)
     try:
-        check_fits(f"{items[0][0]}", h, w, model.device, len(items), cfg.work_size, float_source)
-        images = [img for _, _, img in items]
+        check_fits(f"{first}", h, w, model.device, len(items), cfg.work_size, float_source)
+        images = [img for _, img in items]
         out = stylize_images(
-            model, images, cache, cfg.alpha, content_labels, cfg.work_size, cfg.lift
+            model, images, cache, alpha, labels, cfg.work_size, cfg.lift, cfg.transfer
         )
     except (RuntimeError, MemoryError, OutOfMemory) as err:
         if not is_oom(err):
             raise
         if len(items) > 1:  # retry one by one before giving up
             return [
-                r for item in items for r in _run_batch(model, [item], cache, cfg, content_labels)
+                r for item in items for r in _run_batch(model, [item], cache, cfg, alpha, labels)
             ]
         hint = (
             "use a smaller --work-size or --max-size" if cfg.work_size else "use --work-size 1024"
@@ -328,12 +312,13 @@ def _run_batch(model, items, cache, cfg: StylizeConfig, content_labels) -> list[
         msg = (
             str(err)
             if isinstance(err, OutOfMemory)
-            else f"{items[0][0]}: out of memory at {w}x{h}; {hint}"
+            else f"{first}: out of memory at {w}x{h}; {hint}"
         )
-        return [Result(items[0][0], None, False, msg)]
+        return [Result(first, None, False, msg)]
     seconds = (time.perf_counter() - t0) / len(items)
     results = []
-    for (c, o, img), pixels in zip(items, out):
+    for (job, img), pixels in zip(items, out):
+        c, o = job.content, job.output
         try:
             save_image(pixels, o, img.alpha, cfg.overwrite)
             dev = str(model.device)
@@ -353,13 +338,14 @@ def stylize_images(
     labels: torch.Tensor | None = None,
     work_size: int | None = DEFAULT_WORK_SIZE,
     lift: LiftConfig | None = None,
+    settings: TransferSettings = DEFAULT_TRANSFER,
 ) -> np.ndarray:
     """Same-size images -> ``(B, H, W, 3)`` uint8: the network at the working size (the
     photos Lanczos-resized from their 8-bit pixels), its result lifted onto the
     full-resolution pixels; ``work_size=None``: the network on every pixel. What ``stylenas
     stylize`` writes, and what ``stylenas eval`` scores."""
     w, h = images[0].size
-    size = work_shape(h, w, work_size) if work_size else (h, w)
+    size = work_shape(h, w, work_size)
     if all(img.pixels.dtype == np.uint8 for img in images):
         parts = [img.tensor() for img in images]  # uint8 views, no float copy
     else:
@@ -373,6 +359,7 @@ def stylize_images(
         full,
         cache,
         alpha,
+        settings,
         content_labels=labels,
         work_size=work_size,
         lift_cfg=lift,

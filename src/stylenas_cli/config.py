@@ -1,5 +1,6 @@
 """Settings shared by the library and the command line, importable without torch (so that
-``stylenas --help`` shows the defaults without loading it)."""
+``stylenas --help`` shows the defaults without loading it). Why each default is what it is:
+docs/design.md."""
 
 from __future__ import annotations
 
@@ -8,19 +9,17 @@ from dataclasses import dataclass
 
 # Image files the tool reads and writes, by suffix.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
-# Long side (px) the network sees by default; its result is lifted to the photo's own size.
-# Chosen by `make sweep-lift` (README, "Any size"): with radius 1 and eps 1e-4 it beats the
-# network on every pixel on every EVAL.md metric (means) on the StyleNAS, DPST and hires pairs,
-# at a fraction of its time.
+# Long side (px) the network sees; its result is lifted to the photo's own size (make
+# sweep-lift chose it with the lift's radius and eps).
 DEFAULT_WORK_SIZE = 384
-# Long side (px) a style photo is read at for its statistics (smaller photos as they are).
-# The smallest size that keeps every EVAL.md mean within 0.005 of 1024 px (was the default)
-# on the StyleNAS and DPST dev pairs (README, "Speed"): 512 loses 0.012 gram on StyleNAS.
+# Long side (px) a style photo is read at for its statistics (smaller photos as they are):
+# the smallest size whose statistics match those of a much larger read.
 DEFAULT_STYLE_SIZE = 768
 # Largest image (width x height) read unless the user allows more (--max-pixels): above any
-# camera's output, far below what a few-hundred-byte "decompression bomb" PNG can declare
-# (PIL's own limit, 179 MP, would refuse some medium-format photos with a raw traceback).
+# camera's output, far below what a few-hundred-byte "decompression bomb" PNG can declare.
 DEFAULT_MAX_PIXELS = 250_000_000
+# Regions --auto-masks looks for in the style: a third split scenes into parts the style lacks.
+DEFAULT_REGIONS = 2
 
 
 @dataclass(frozen=True)
@@ -32,9 +31,6 @@ class LiftConfig:
 
     radius: int = 1
     eps: float = 1e-4
-    # Photos no larger than the working size: filter them too (fit and apply at their size).
-    # Off: measured on the dev pairs shrunk to 384 px it helps StyleNAS but costs DPST colour.
-    filter_small: bool = False
 
     def __post_init__(self) -> None:
         if self.radius < 1:
@@ -43,25 +39,54 @@ class LiftConfig:
             raise ValueError(f"lift eps must be a positive finite number, got {self.eps}")
 
 
-# Drawn label maps are snapped to the content's edges (wct.snap_labels; --mask-snap) with a
-# guided filter of this radius in pixels at the working size (0 = off): a boundary drawn
-# loosely around an object gave the background beside it the object's style, a bright halo
-# (DPST pairs 17, 18, 21). DPST drawn masks: ssim 0.581 -> 0.588, edge_ssim 0.706 -> 0.716,
-# gram 0.321 -> 0.315.
-# Automatic regions snapped the same way (radius 16) measured worse: ssim 0.565, gram 0.354.
-LABEL_SNAP = 8
+@dataclass(frozen=True)
+class TransferSettings:
+    """Every setting of the transfer, built once by the caller and passed to the style pass
+    and the stylisation (a model holds weights, not switches)."""
 
-# --auto-masks: regions found in the style's deep features (automask). Two, not three: DPST
-# pairs, photonas, at the other defaults (region prior 0.3), 3 regions: ssim 0.594, lab_w1
-# 3.30, gram 0.339; 2 regions: 0.618, 3.43, 0.316 (the plain transfer: 0.598, 3.95, 0.318).
-# A third region split a scene more often into parts the style does not have (pair 17).
-DEFAULT_REGIONS = 2
+    # Whitening shrinkage toward the channel variances (the reference code's regularisation):
+    # weak correlated directions are amplified less, so skies stay clean.
+    shrink: float = 0.67
+    # Strength of the last transfer point, on the output's own RGB: the decoder's colours
+    # still lean to the content's.
+    colour_match: float = 1.0
+    # That point's lighter shrinkage: grey styles come out grey, while the chroma noise of
+    # near-grey contents is not amplified into blotches.
+    colour_shrink: float = 0.15
+    # WCT at the decoder's own points (d1...d5) too: their coarse running features stretch a
+    # flat region's shading into blobs, so the encoder points and the image point carry it.
+    decoder_transfers: bool = False
+    # At levels the decoder only sees instance-normalised, a style channel weaker than this
+    # share of the content's keeps the content's pattern (AdaIN) instead of WCT's faint mix.
+    dead_ratio: float = 1.0
+    # At those levels a pixel's whitened vector is coloured at most at this RMS: the
+    # content's rarest pixels (its sharpest edges) are where colouring extrapolates furthest.
+    whitened_reach: float = 1.0
+    # With regions: the share of the whole photos' spreads mixed into each region's, so no
+    # region is stretched over its style region's whole range (a glow along its edge).
+    region_prior: float = 0.7
+    # Drawn content masks snapped to the photo's edges within about half this radius (px at
+    # the working size; 0: as drawn): a loose outline would give the background a halo.
+    label_snap: int = 8
+    # Automatic regions found in the style (--auto-masks); 0: none.
+    regions: int = 0
+    # Automatic regions are blended over this share of the long side, along the photo's
+    # edges: their 1/8-resolution labels would leave blocky seams.
+    mask_softness: float = 0.03
+    # Automatic regions are used only where the content tells the style's regions apart by
+    # this median cosine margin; below it the labels are noise, and the photo is one region.
+    min_match_margin: float = 0.08
+    # Automatic labels are decided per segment of each photo (Felzenszwalb's scale): a
+    # boundary then never crosses a smooth wall or sky, where two transforms would seam.
+    region_segments: float = 300.0
 
-# Automatic regions are used only where the content tells the style's regions apart: the
-# median margin of its pixels' matching (automask.match_margin) at least this; else the photo
-# is transferred as one region, as without masks. Under it the labels were noise that drew
-# blotches: pair 21's dark blue blot in the sky, 22's dark blob in a flower's centre, 02's
-# cloud and light bands. DPST margins (relu4_1 + relu5_1, make match-report): 22 0.025, 21
-# 0.028, 18 0.046, 09 0.049, 02 0.057, then 14 0.088 ... 16 0.44: the cut in the widest gap
-# below 0.1 (relu4_1 alone, where it was chosen: 0.074-0.096).
-MIN_MATCH_MARGIN = 0.08
+    def __post_init__(self) -> None:
+        numbers = {k: float(v) for k, v in vars(self).items() if not isinstance(v, bool)}
+        bad = [k for k, v in numbers.items() if not (math.isfinite(v) and v >= 0)]
+        if bad:
+            raise ValueError(f"transfer setting {bad[0]} must be a finite number >= 0")
+        if self.region_prior > 1 or self.colour_match > 1:
+            raise ValueError("region_prior and colour_match are shares in [0, 1]")
+
+
+DEFAULT_TRANSFER = TransferSettings()

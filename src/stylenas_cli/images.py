@@ -150,16 +150,27 @@ def pil_pixels(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None, bool]:
     return np.asarray(img.convert("RGB")), alpha, False
 
 
-def oriented_size(path: str | Path) -> tuple[int, int] | None:
+def read_header(
+    path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS, what: str = "image"
+) -> tuple[int, int]:
     """(width, height) of an image file as displayed (EXIF rotation applied), read from its
-    header only; ``None`` when it cannot be read (the loader reports why)."""
-    try:
-        with open_image(path, None) as img:
+    header only (:func:`open_image`'s checks; raises :class:`ImageError`)."""
+    with open_image(path, max_pixels, what) as img:
+        try:  # PNG keeps its EXIF in a chunk that may lie past a truncation
             orientation = img.getexif().get(0x0112, 1)
-            w, h = img.size
+        except (OSError, SyntaxError, ValueError) as err:
+            raise ImageError(f"{path}: not a readable {what} ({first_line(err)})") from None
+        w, h = img.size
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+def oriented_size(path: str | Path) -> tuple[int, int] | None:
+    """:func:`read_header` with no size limit, or ``None`` when the file cannot be read (the
+    loader reports why)."""
+    try:
+        return read_header(path, None)
     except Exception:  # unreadable: reported when it is loaded
         return None
-    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
 def load_image(

@@ -1,7 +1,9 @@
 """Jobs: one content, its style and its output. A folder run is jobs sharing one style; a
 pairs manifest (CSV or JSONL, one row per job) gives each content its own style, output,
-strength and masks. Jobs run grouped by style (each style summarised once) and, inside
-:func:`~stylenas_cli.batch.stylize_files`, by size (same-size photos share a batch).
+strength and masks. Every job is checked once before any model loads
+(:func:`precheck_jobs`: each input's header read once, the size kept with the job); jobs then
+run grouped by style (each style summarised once, :func:`~stylenas_cli.batch.run_group`) and
+by size (same-size photos share a batch).
 
 A manifest row has ``content`` and ``style`` (required), ``output``, ``alpha``,
 ``content_mask``, ``style_mask`` (optional). Relative paths are relative to the manifest's
@@ -17,53 +19,31 @@ import csv
 import json
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
-from .batch import Result, StylizeConfig, precheck, stylize_files
+from .batch import FIELDS, REPORT_FIELDS, Job, Result, StylizeConfig, run_group
 from .errors import StylenasError
 from .files import OutputError, atomic_write, check_name, plan_outputs
-from .images import IMAGE_SUFFIXES, ImageError, oriented_size
+from .images import IMAGE_SUFFIXES, ImageError, first_line, open_image, read_header
 from .model import Stylizer
-
-FIELDS = ("content", "style", "output", "alpha", "content_mask", "style_mask")
-# Keys a failure report adds; a report read back as a manifest ignores them.
-REPORT_FIELDS = ("error", "ok", "width", "height", "seconds", "device", "notes", "skipped")
 
 
 class ManifestError(StylenasError):
     """A pairs manifest that cannot be read."""
 
 
-@dataclass(frozen=True)
-class Job:
-    content: Path
-    style: Path
-    output: Path | None = None  # None: planned like a folder run's (see plan_jobs)
-    alpha: float | None = None  # None: the run's --alpha
-    content_mask: Path | None = None
-    style_mask: Path | None = None
-    where: str = field(default="", compare=False)  # "manifest:line" of a manifest's row
-
-    def as_dict(self) -> dict:
-        values = {k: getattr(self, k) for k in FIELDS}
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in values.items()}
-
-    @property
-    def inputs(self) -> list[Path]:
-        """The files this job reads."""
-        return [p for p in (self.content, self.style, self.content_mask, self.style_mask) if p]
-
-    @classmethod
-    def from_dict(cls, row: dict) -> Job:
-        path = {k: Path(row[k]) if row.get(k) else None for k in FIELDS if k != "alpha"}
-        alpha = row.get("alpha")
-        return cls(alpha=None if alpha in (None, "") else float(alpha), **path)
-
-
-def jobs_for(contents: list[Path], style: Path, outputs: list[Path]) -> list[Job]:
-    """A folder or list run: every content with one style."""
-    return [Job(c, style, o) for c, o in zip(contents, outputs)]
+def jobs_for(
+    contents: list[Path],
+    style: Path,
+    outputs: list[Path],
+    content_mask: Path | None = None,
+    style_mask: Path | None = None,
+) -> list[Job]:
+    """A folder or list run: every content with one style (and its masks)."""
+    if content_mask is not None and len(contents) != 1:
+        raise ImageError("--content-mask works with exactly one content image")
+    return [Job(c, style, o, None, content_mask, style_mask) for c, o in zip(contents, outputs)]
 
 
 def read_manifest(path: Path, output_dir: str | Path | None = None) -> list[Job]:
@@ -236,35 +216,48 @@ def group_jobs(jobs: list[Job]) -> list[list[Job]]:
     for job in jobs:
         groups.setdefault(_group_key(job), []).append(job)
     order = sorted(groups, key=lambda k: k[0])  # styles together (one summary each)
-    return [sorted(groups[k], key=lambda j: oriented_size(j.content) or (0, 0)) for k in order]
+    return [sorted(groups[k], key=lambda j: j.size or (0, 0)) for k in order]
 
 
 def precheck_jobs(jobs: list[Job], cfg: StylizeConfig) -> tuple[list[Job], list[Result]]:
-    """:func:`~stylenas_cli.batch.precheck` per style: a style that cannot be read fails
-    its own jobs only. Returns the jobs to run and the failed results."""
+    """Check every job before any model is loaded, each file once: a style must decode (a
+    style that cannot be read fails its own jobs only) and masks' headers be readable; each
+    content's header must be readable and within ``cfg.max_pixels``. Returns the jobs to
+    run, each with its content's size, and one failed :class:`Result` per job refused."""
+    styles: dict[tuple, str | None] = {}  # (style, style mask) -> why it cannot be used
     todo, failed = [], []
-    for group in group_jobs(jobs):
-        gcfg = _config(group[0], cfg)
+    for job in jobs:
+        key = (job.style, job.style_mask)
+        if key not in styles:
+            styles[key] = _style_problem(job.style, job.style_mask, cfg.max_pixels)
         try:
-            ok, bad = precheck([j.content for j in group], [j.output for j in group],
-                               group[0].style, gcfg)  # fmt: skip
+            if styles[key] is not None:
+                raise ImageError(styles[key])
+            if job.content_mask is not None:
+                read_header(job.content_mask, cfg.max_pixels, "mask")
+            size = read_header(job.content, cfg.max_pixels)
         except ImageError as err:
-            ok, bad = [], [Result(j.content, None, False, str(err)) for j in group]
-        for r in bad:
-            r.style = group[0].style
-        failed += bad
-        keep = set(ok)
-        todo += [j for j in group if (j.content, j.output) in keep]
+            failed.append(Result(job.content, None, False, str(err), style=job.style))
+            continue
+        todo.append(replace(job, size=size))
     return todo, failed
 
 
-def _config(job: Job, cfg: StylizeConfig) -> StylizeConfig:
-    return replace(
-        cfg,
-        alpha=cfg.alpha if job.alpha is None else job.alpha,
-        content_mask=job.content_mask or cfg.content_mask,
-        style_mask=job.style_mask or cfg.style_mask,
-    )
+def _style_problem(style: Path, mask: Path | None, max_pixels: int | None) -> str | None:
+    """Why a style (and its mask) cannot be used, or None; the style is decoded whole (JPEGs
+    at 1/8 scale: fast) so a truncated one fails here."""
+    try:
+        with open_image(style, max_pixels, "style") as img:
+            try:
+                img.draft("RGB", (img.width // 8, img.height // 8))
+                img.load()
+            except (OSError, SyntaxError, ValueError) as err:
+                raise ImageError(f"{style}: not a readable style ({first_line(err)})") from None
+        if mask is not None:
+            read_header(mask, max_pixels, "mask")
+    except ImageError as err:
+        return str(err)
+    return None
 
 
 def stylize_jobs(
@@ -274,8 +267,8 @@ def stylize_jobs(
     on_result: Callable[[Result], None] = lambda r: None,
     styles: dict | None = None,
 ) -> list[Result]:
-    """Run planned jobs (:func:`plan_jobs`) with one loaded model; one :class:`Result` per
-    job, each naming its style. A job's ``alpha``/masks override ``cfg``'s; a style that
+    """Run checked jobs (:func:`precheck_jobs`) with one loaded model; one :class:`Result`
+    per job, each naming its style. A job's ``alpha`` overrides ``cfg``'s; a style that
     cannot be read fails its own jobs, not the run. ``styles``: style summaries kept
     across calls."""
     styles = {} if styles is None else styles
@@ -288,15 +281,30 @@ def stylize_jobs(
             on_result(r)
 
         try:
-            done = stylize_files(model, [j.content for j in group], style,
-                                 [j.output for j in group], _config(group[0], cfg), tagged,
-                                 styles)  # fmt: skip
+            done = run_group(model, group, cfg, tagged, styles)
         except ImageError as err:
             done = [Result(j.content, None, False, str(err)) for j in group]
             for r in done:
                 tagged(r)
         results += done
     return results
+
+
+def stylize_files(
+    model: Stylizer,
+    contents: list[Path],
+    style: Path,
+    outputs: list[Path],
+    cfg: StylizeConfig,
+    on_result: Callable[[Result], None] = lambda r: None,
+) -> list[Result]:
+    """Stylise every content with one style into its output: the jobs checked
+    (:func:`precheck_jobs`, :func:`check_outputs`) and run; one :class:`Result` per content."""
+    jobs, refused = check_outputs(jobs_for(contents, style, outputs))
+    todo, failed = precheck_jobs(jobs, cfg)
+    for r in refused + failed:
+        on_result(r)
+    return refused + failed + stylize_jobs(model, todo, cfg, on_result)
 
 
 def job_of(result: Result, jobs: Iterable[Job]) -> Job:

@@ -20,34 +20,19 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .config import DEFAULT_WORK_SIZE, LiftConfig
+from .config import LiftConfig
 
 __all__ = [
-    "DEFAULT_WORK_SIZE",
-    "LiftConfig",
     "apply_coefficients",
     "box_mean",
     "downscale",
     "guided_coefficients",
     "guided_filter",
     "lift",
-    "work_shape",
 ]
 
 N_COEFFS = 12  # A (3×3, row-major) then b (3)
 BAND_PIXELS = 1 << 18  # output pixels per band of the full-resolution apply (~50 MB of work)
-
-
-def work_shape(height: int, width: int, work_size: int) -> tuple[int, int]:
-    """``(h, w)`` with the long side at most ``work_size`` and the aspect kept; a photo no
-    larger than that keeps its own size (the network never sees an upscaled photo)."""
-    if work_size < 1:
-        raise ValueError(f"work size must be at least 1 px, got {work_size}")
-    long_side = max(height, width)
-    if long_side <= work_size:
-        return height, width
-    scale = work_size / long_side
-    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def downscale(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

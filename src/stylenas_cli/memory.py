@@ -2,8 +2,8 @@
 job that cannot fit starts (instead of a traceback or the kernel's OOM killer).
 
 The figures are measured, not derived: peak resident memory of ``Stylizer.stylize`` over the
-idle process, per pixel the network sees (``scripts/measure_memory.py``; fp32, CPU, 1024²:
-photonas 866, photonet 938, wct5 881 bytes), rounded up with a margin. The lift needs the
+idle process, per pixel the network sees (fp32, CPU, at 1024², the largest of the shipped
+networks), rounded up with a margin. The lift needs the
 full-resolution photo in and out (8-bit: 3 bytes a pixel each, 12 for a 16-bit source held
 as float) plus the decoder's copy while a file is read or written.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from .errors import OutOfMemory
-from .lift import work_shape
+from .shape import work_shape
 
 NETWORK_BYTES_PER_PIXEL = 1100  # peak over the idle process, per pixel the network sees
 FULL_BYTES_PER_PIXEL = 10  # lift: the photo in (3) and out (3), decoding/encoding (4)
@@ -58,7 +58,7 @@ def estimate_bytes(
 ) -> int:
     """Peak memory of stylising ``batch`` photos of ``height × width`` at ``work_size``
     (``None``: the network on every pixel), beyond what the idle process holds."""
-    h, w = work_shape(height, width, work_size) if work_size else (height, width)
+    h, w = work_shape(height, width, work_size)
     full = height * width * (FULL_BYTES_PER_PIXEL + (FLOAT_EXTRA_BYTES_PER_PIXEL * float_source))
     return batch * (NETWORK_BYTES_PER_PIXEL * h * w + full) + FIXED_BYTES
 

@@ -4,8 +4,8 @@ Ray Data streams the jobs through a pool of actors; each actor loads the model o
 :func:`~stylenas_cli.jobs.stylize_jobs` on a batch of jobs, so it writes the same files the
 local run writes (every worker must see the same paths: one machine or a shared
 filesystem, and the package installed). One GPU per actor where the cluster has GPUs, else
-one CPU per actor. Skipping existing outputs and refusing unreadable inputs happen here,
-before any job is sent.
+one CPU per actor. The jobs come checked (:func:`~stylenas_cli.jobs.precheck_jobs`); existing
+outputs are skipped here, before any job is sent.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ import importlib
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .batch import Result, StylizeConfig, existing_output
 from .errors import StylenasError
 from .images import first_line
-from .jobs import Job, group_jobs, precheck_jobs, stylize_jobs
+from .jobs import Job, group_jobs, stylize_jobs
 from .raycluster import CONNECT_TIMEOUT, import_ray, init_ray
 
 JOBS_PER_CALL = 8  # one actor call: enough to share a style summary and batches
@@ -49,9 +49,15 @@ class StylizeActor:
         self.styles: dict = {}  # style summaries kept across calls
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        jobs = [Job.from_dict(json.loads(s)) for s in batch["job"]]
+        jobs = [_job(json.loads(s)) for s in batch["job"]]
         results = stylize_jobs(self.model, jobs, self.cfg, styles=self.styles)
         return {"result": np.array([json.dumps(r.as_dict()) for r in results])}
+
+
+def _job(row: dict) -> Job:
+    """A job sent to an actor, with the size its precheck read."""
+    size = row.pop("size", None)
+    return replace(Job.from_dict(row), size=tuple(size) if size else None)
 
 
 def stylize_jobs_on_ray(
@@ -63,7 +69,7 @@ def stylize_jobs_on_ray(
     on_result: Callable[[Result], None] = lambda r: None,
     connect_timeout: float = CONNECT_TIMEOUT,
 ) -> list[Result]:
-    """Run planned jobs on Ray; one :class:`~stylenas_cli.batch.Result` per job, as
+    """Run checked jobs on Ray; one :class:`~stylenas_cli.batch.Result` per job, as
     :func:`~stylenas_cli.jobs.stylize_jobs` gives locally.
 
     ``address``: a running cluster (``ray://host:10001`` or ``auto``), else a local Ray is
@@ -72,11 +78,9 @@ def stylize_jobs_on_ray(
     GPUs, else its CPUs)."""
     ray = import_ray()
     importlib.import_module("ray.data")  # the jobs stream through Ray Data
-    todo, results = precheck_jobs(jobs, cfg)
-    for r in results:
-        on_result(r)
+    results: list[Result] = []
     send: list[Job] = []
-    for job in todo:
+    for job in jobs:
         done = existing_output(job.content, job.output, cfg)
         if done is None:
             send.append(job)
@@ -109,7 +113,9 @@ def _run(ray, jobs: list[Job], cfg, spec, workers, on_result) -> list[Result]:
     gpus = int(ray.cluster_resources().get("GPU", 0))
     size = workers or gpus or max(1, int(ray.cluster_resources().get("CPU", 1)))
     # Grouped by style and size, so each call holds few styles and same-size batches.
-    rows = [{"job": json.dumps(j.as_dict())} for group in group_jobs(jobs) for j in group]
+    rows = [
+        {"job": json.dumps(j.as_dict() | {"size": j.size})} for g in group_jobs(jobs) for j in g
+    ]
     per_call = max(1, min(JOBS_PER_CALL, len(rows) // size))  # every actor gets work
     calls = -(-len(rows) // per_call)
     size = min(size, calls)

@@ -21,14 +21,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .lift import guided_filter
-
 RIDGE = 1e-5
 EIG_THRESHOLD = 1e-5
 MIN_LABEL_PIXELS = 10  # fewer pixels than this: a label's own statistics are not trusted
 CHUNK = 1 << 14  # pixels per chunk when accumulating a covariance
-SNAP_EPS = 1e-3  # guided filter ridge when snapping a label map to a photo's edges
-SNAP_PASSES = 2
 
 # (mean (B, C, 1), cov (B, C, C)) -> the same, e.g. averaged over a video shot.
 Smooth = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -67,21 +63,13 @@ def moments(flat: torch.Tensor, chunk: int = CHUNK) -> tuple[torch.Tensor, torch
 
 
 def matrix_power(
-    cov: torch.Tensor,
-    power: float,
-    ridge: float = RIDGE,
-    eig_threshold: float = EIG_THRESHOLD,
-    floor: float = 0.0,
+    cov: torch.Tensor, power: float, ridge: float = RIDGE, eig_threshold: float = EIG_THRESHOLD
 ) -> torch.Tensor:
     """Symmetric ``(..., C, C)`` -> ``(cov + ridge·I)^power`` (float64); eigen-directions with
-    eigenvalues at or below ``eig_threshold`` are dropped (0 in the result), and ``floor`` > 0
-    raises the others to at least ``floor`` × the largest eigenvalue (relative to the
-    spectrum: weak directions are not amplified beyond ``floor^-1/2`` of the strongest)."""
+    eigenvalues at or below ``eig_threshold`` are dropped (0 in the result)."""
     eye = torch.eye(cov.shape[-1], dtype=torch.float64, device=cov.device)
     evals, evecs = torch.linalg.eigh(cov.double() + ridge * eye)
     keep = evals > eig_threshold
-    if floor:
-        evals = torch.maximum(evals, floor * evals[..., -1:])  # eigh: ascending
     scaled = torch.where(keep, evals.clamp_min(eig_threshold).pow(power), torch.zeros_like(evals))
     return (evecs * scaled.unsqueeze(-2)) @ evecs.transpose(-1, -2)
 
@@ -91,17 +79,15 @@ def whitening_matrix(
     shrink: float = 0.0,
     ridge: float = RIDGE,
     eig_threshold: float = EIG_THRESHOLD,
-    floor: float = 0.0,
 ) -> torch.Tensor:
     """Content covariance ``(..., C, C)`` -> its inverse square root.
 
     ``shrink`` > 0 whitens with ``(cov + shrink·diag(cov)) / (1 + shrink)`` instead: the
     channel variances are still normalised but weak correlated directions are amplified
-    less (the reference code's regularisation), which avoids blotches. ``floor``: a relative
-    eigenvalue floor (:func:`matrix_power`), the other way to tame weak directions."""
+    less (the reference code's regularisation), which avoids blotches."""
     if shrink:
         cov = (cov + shrink * torch.diag_embed(cov.diagonal(dim1=-2, dim2=-1))) / (1 + shrink)
-    return matrix_power(cov, -0.5, ridge, eig_threshold, floor)
+    return matrix_power(cov, -0.5, ridge, eig_threshold)
 
 
 @dataclass(frozen=True)
@@ -143,7 +129,6 @@ def transfer(
     stats: ColourStats,
     alpha: float = 1.0,
     shrink: float = 0.0,
-    floor: float = 0.0,
     keep: torch.Tensor | None = None,
     reach: float = 0.0,
 ) -> Transform:
@@ -155,7 +140,7 @@ def transfer(
     this RMS (the content's rarest pixels, its sharpest edges, are where colouring
     extrapolates furthest)."""
     colour_m = stats.colour.to(cov.device, torch.float64)
-    white = whitening_matrix(cov, shrink, floor=floor)
+    white = whitening_matrix(cov, shrink)
     t = colour_m @ white
     eye = torch.eye(cov.shape[-1], dtype=torch.float64, device=cov.device)
     m = alpha * t + (1.0 - alpha) * eye
@@ -195,7 +180,7 @@ def channel_keep(cov: torch.Tensor, colour_m: torch.Tensor, ratio: float) -> tor
     a night photo never fires relu1_1's filters for bright yellow) is coloured with almost no
     variance, a faint mixture of the content's whitened directions, strongest at the
     content's sharpest edges. A decoder that instance-normalises its skips blows that mixture
-    up to full strength: a bright rim along pair 02's ridge. Such a channel keeps the
+    up to full strength: a bright rim along a ridge. Such a channel keeps the
     content's own pattern instead: all of it at zero style deviation, none at ``ratio``."""
     style_sd, content_sd = channel_deviations(cov, colour_m)
     use = style_sd / (ratio * content_sd).clamp_min(torch.finfo(torch.float64).tiny)
@@ -215,37 +200,12 @@ def apply_transform(
     return flat
 
 
-def whiten(
-    x: torch.Tensor,
-    ridge: float = RIDGE,
-    eig_threshold: float = EIG_THRESHOLD,
-    shrink: float = 0.0,
-) -> torch.Tensor:
-    """Centre and whiten each sample: ``(B, C, H, W)`` -> same shape, covariance ≈ I
-    (see :func:`whitening_matrix` for ``shrink``)."""
-    _check_feature(x, "whiten")
-    b, c, h, w = x.shape
-    flat = x.reshape(b, c, h * w)
-    mean, cov = moments(flat)
-    white = whitening_matrix(cov, shrink, ridge, eig_threshold)
-    return apply_transform(flat, white, -white @ mean).reshape(b, c, h, w)
-
-
 def colour_stats_of(
     flat: torch.Tensor, ridge: float = RIDGE, eig_threshold: float = EIG_THRESHOLD
 ) -> ColourStats:
     """``(C, N)`` features -> :class:`ColourStats` (float64)."""
     mean, cov = moments(flat)
     return ColourStats(mean, matrix_power(cov, 0.5, ridge, eig_threshold))
-
-
-def colour(whitened: torch.Tensor, stats: ColourStats) -> torch.Tensor:
-    """Colour whitened ``(B, C, H, W)`` features with a style's statistics."""
-    _check_feature(whitened, "colour")
-    b, c, h, w = whitened.shape
-    m = stats.colour.to(whitened.device).expand(b, c, c)
-    bias = stats.mean.to(whitened.device).expand(b, c, 1)
-    return apply_transform(whitened.reshape(b, c, h * w), m, bias).reshape(b, c, h, w)
 
 
 def resize_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -261,39 +221,6 @@ def trusted_labels(labels: torch.Tensor) -> list[int]:
     ascending order (one pass: a drawn map's anti-aliased edges hold thousands of colours)."""
     ids, counts = labels.unique(return_counts=True)
     return ids[counts >= MIN_LABEL_PIXELS].tolist()
-
-
-def snap_labels(
-    labels: torch.Tensor,
-    guide: torch.Tensor,
-    radius: int,
-    eps: float = SNAP_EPS,
-    passes: int = SNAP_PASSES,
-) -> torch.Tensor:
-    """A label map snapped to a photo's edges: labels ``(H', W')`` (any size, e.g. drawn at
-    full resolution), guide ``(3, H, W)`` the photo in [0, 1] -> ``(H, W)`` labels.
-
-    Each label's mask is area-resized to the guide and guided-filtered by it
-    (:func:`~stylenas_cli.lift.guided_filter`), and every pixel takes the label of the largest
-    result: a boundary drawn a few pixels off the object's outline moves onto it, so the
-    pixels beside an object do not take the object's style (a halo). One pass moves a
-    boundary about a quarter of ``radius``, two about half."""
-    size = tuple(guide.shape[-2:])
-    ids, counts = labels.unique(return_counts=True)
-    # Labels too small to be whitened at the guide's size (a drawing's anti-aliased edge
-    # colours) are not kept: their pixels join the neighbouring region they resemble.
-    big = counts * (size[0] * size[1]) >= MIN_LABEL_PIXELS * labels.numel()
-    ids = ids[big] if bool(big.any()) else ids[counts.argmax()][None]
-    onehot = torch.stack(  # one label at a time: (K, H, W) at the guide's size only
-        [
-            F.interpolate((labels == i)[None, None].float(), size=size, mode="area")[0, 0]
-            for i in ids
-        ]  # fmt: skip
-    ).to(guide.device)
-    for _ in range(passes):
-        soft = guided_filter(guide[None].float(), onehot[None], radius, eps)[0]
-        onehot = F.one_hot(soft.argmax(0), len(ids)).permute(2, 0, 1).float()
-    return ids.to(guide.device)[onehot.argmax(0)]
 
 
 def style_stats(style: torch.Tensor, labels: torch.Tensor | None = None) -> dict[int, ColourStats]:
@@ -314,20 +241,34 @@ def style_stats(style: torch.Tensor, labels: torch.Tensor | None = None) -> dict
     return stats
 
 
+@dataclass(frozen=True)
+class Regions:
+    """Where a content's regions are, read by :func:`wct` at each feature's size: a label
+    map ``labels (H, W)`` and, for soft boundaries, each label's weight map ``soft (K, H, W)``
+    at the same size (rows named by ``ids``, each in [0, 1], not yet normalised)."""
+
+    labels: torch.Tensor
+    soft: torch.Tensor | None = None
+    ids: tuple[int, ...] = ()
+
+    def weights(self, ids: list[int], size: tuple[int, int]) -> torch.Tensor:
+        """``(len(ids), h, w)`` weights of the labels ``ids`` at ``size``: summing to 1
+        where any of them is near, 0 elsewhere (area-resized)."""
+        rows = self.soft[[self.ids.index(i) for i in ids]]
+        total = rows.sum(0, keepdim=True)
+        rows = torch.where(total > 0, rows / total.clamp_min(1e-12), rows)
+        return F.interpolate(rows[None], size=size, mode="area")[0]
+
+
 def wct(
     content: torch.Tensor,
     stats: dict[int, ColourStats],
     alpha: float = 1.0,
-    labels: torch.Tensor | None = None,
+    regions: Regions | None = None,
     shrink: float = 0.0,
     smooth: Smooth | None = None,
     inplace: bool = False,
-    floor: float = 0.0,
-    soft: float = 0.0,
-    global_mix: float = 0.0,
     region_prior: float = 0.0,
-    guide: torch.Tensor | None = None,
-    guide_memo: dict | None = None,
     dead_ratio: float = 0.0,
     reach: float = 0.0,
 ) -> torch.Tensor:
@@ -337,38 +278,21 @@ def wct(
         content: ``(B, C, H, W)`` content features.
         stats: from :func:`style_stats` (key ``-1`` = whole style image).
         alpha: blend, 1 = full transfer, 0 = the content feature unchanged.
-        labels: optional content label map ``(H', W')`` shared by the batch; each label's
+        regions: optional :class:`Regions` of the content, shared by the batch; each label's
             pixels are whitened with their own statistics and coloured with the style's
-            statistics for that label (whole-style statistics if the style lacks it).
+            statistics for that label (the whole style's if the style lacks it); with
+            ``regions.soft`` each pixel blends its neighbourhood's region transforms.
         shrink: whitening regularisation, see :func:`whitening_matrix`.
-        smooth: optional hook on the content moments before whitening (unmasked only), e.g.
+        smooth: optional hook on the content moments before whitening (no regions), e.g.
             the video stabiliser's average over a shot.
         inplace: overwrite ``content`` with the result (saves a full-size copy).
-        floor: relative eigenvalue floor of the whitening, see :func:`matrix_power`.
-        soft: with labels, blend the regions' transforms over a window of this fraction of
-            the feature's long side (:func:`soft_weights`); 0 = hard region boundaries.
-        global_mix: with labels, each region is coloured with its own style statistics
-            mixed with this share of the whole style's (:func:`mix_stats`): a region's
-            statistics come from fewer pixels, and the output as a whole should still take
-            the whole style's.
-        region_prior: with labels, each region is whitened with its own covariance mixed
+        region_prior: with regions, each region is whitened with its own covariance mixed
             with this share of the whole feature map's and coloured with its style region's
             colouring matrix mixed with the same share of the whole style's
-            (:func:`prior_spread`); each region keeps its own means. A region's own spread
-            is what halos come from: a flat region (a clear sky) has tiny variances that
-            whitening alone stretches over the style region's whole range (a glow along its
-            edge), and the features along a boundary, which see both regions, are the
-            region's rarest, carried to its style region's extremes (a night ground's few
-            bright lights: a golden line along pair 02's ridge). 1: one linear map for
+            (:func:`prior_spread`); each region keeps its own means. 1: one linear map for
             every region, only the means differ.
-        guide: with ``soft``, the photo ``(3, H, W)`` in [0, 1] (any size; the labels are
-            read at its size): the blend follows its edges (:func:`guided_weights`), so no
-            region's transform reaches across an outline (a bright rim) while blocky labels
-            inside an object still blend.
-        guide_memo: a dict shared by the calls of one stylisation (the same ``labels`` and
-            ``guide`` at every transfer point): the guided weights are computed once.
         dead_ratio: channels the style barely uses keep the content's own deviations
-            (:func:`channel_keep`, from the whole photos' statistics also with labels);
+            (:func:`channel_keep`, from the whole photos' statistics also with regions);
             0 = off.
         reach: each pixel's whitened vector is coloured at most at this RMS
             (:class:`Transform`); 0 = no limit.
@@ -383,15 +307,14 @@ def wct(
         return content
     b, c, h, w = content.shape
     flat = content.reshape(b, c, h * w)
-    if labels is None:
+    if regions is None:
         mean, cov = moments(flat)
         if smooth is not None:
             mean, cov = smooth(mean, cov)
         keep = channel_keep(cov, stats[-1].colour, dead_ratio) if dead_ratio else None
-        t = transfer(mean, cov, stats[-1], alpha, shrink, floor, keep, reach)
+        t = transfer(mean, cov, stats[-1], alpha, shrink, keep, reach)
         return t.apply(flat, inplace).reshape(b, c, h, w)
-    lab = resize_labels(labels, (h, w)).to(content.device)
-    flat_lab = lab.flatten()
+    flat_lab = resize_labels(regions.labels, (h, w)).to(content.device).flatten()
     ids = trusted_labels(flat_lab)
     whole_cov = moments(flat)[1] if region_prior or dead_ratio else None
     # Which channels the style barely uses is a property of the whole photos: every region
@@ -399,14 +322,13 @@ def wct(
     keep = channel_keep(whole_cov, stats[-1].colour, dead_ratio) if dead_ratio else None
     transforms = []
     for label in ids:  # too few pixels to whiten: left as they are
-        part = flat[:, :, flat_lab == label]  # (B, C, n)
-        mean, cov = moments(part)
-        stat = mix_stats(stats.get(label, stats[-1]), stats[-1], global_mix)
+        mean, cov = moments(flat[:, :, flat_lab == label])  # (B, C, n)
+        stat = stats.get(label, stats[-1])
         if region_prior:
             cov = prior_cov(cov, whole_cov, region_prior)
             stat = prior_spread(stat, stats[-1], region_prior)
-        transforms.append(transfer(mean, cov, stat, alpha, shrink, floor, keep, reach))
-    if not soft:
+        transforms.append(transfer(mean, cov, stat, alpha, shrink, keep, reach))
+    if regions.soft is None:
         out = flat if inplace else flat.clone()
         for label, t in zip(ids, transforms):
             sel = flat_lab == label
@@ -414,31 +336,11 @@ def wct(
         return out.reshape(b, c, h, w)
     # Soft boundaries: each pixel blends its neighbourhood's region transforms (no halo where
     # a hard switch between two very different transforms would draw one).
-    if guide is None:
-        weights = soft_weights(lab, ids, max(1, round(soft * max(h, w))))
-    else:
-        size = tuple(guide.shape[-2:])
-        radius = max(1, round(soft * max(size)))
-        memo = {} if guide_memo is None else guide_memo
-        key = (tuple(ids), radius)
-        if key not in memo:
-            fine = resize_labels(labels.to(guide.device), size)
-            memo[key] = guided_weights(fine, ids, guide, radius)
-        weights = F.interpolate(memo[key][None], size=(h, w), mode="area")[0]
-    weights = weights.to(flat.device, flat.dtype)
+    weights = regions.weights(ids, (h, w)).to(flat.device, flat.dtype)
     out = flat * (1 - weights.sum(0).flatten())  # pixels of no trusted region: unchanged
     for wk, t in zip(weights, transforms):
         out += wk.flatten() * t.apply(flat)
     return out.reshape(b, c, h, w)
-
-
-def mix_stats(region: ColourStats, whole: ColourStats, share: float) -> ColourStats:
-    """``(1 - share)·region + share·whole``, for the mean and the colouring matrix (a mix of
-    two positive semi-definite square roots is one again)."""
-    if not share:
-        return region
-    mix = ColourStats((1 - share) * region.mean, (1 - share) * region.colour)
-    return ColourStats(mix.mean + share * whole.mean, mix.colour + share * whole.colour)
 
 
 def prior_spread(region: ColourStats, whole: ColourStats, share: float) -> ColourStats:
@@ -451,30 +353,3 @@ def prior_cov(region: torch.Tensor, whole: torch.Tensor, share: float) -> torch.
     """``(1 - share)·region + share·whole`` for covariances ``(..., C, C)``: a region's
     whitening then amplifies no direction much beyond what the whole map's would."""
     return (1 - share) * region + share * whole
-
-
-def guided_weights(
-    labels: torch.Tensor, ids: list[int], guide: torch.Tensor, radius: int, eps: float = SNAP_EPS
-) -> torch.Tensor:
-    """Label map ``(H, W)`` and the photo ``(3, H, W)`` -> ``(K, H, W)`` weights of the labels
-    ``ids``: each one-hot map guided-filtered by the photo (smooth where the photo is, kept
-    sharp across its edges), clamped to [0, 1] and normalised to sum to 1 (0 where none of
-    ``ids`` is near)."""
-    onehot = torch.stack([(labels == i) for i in ids]).float()[None]  # (1, K, H, W)
-    soft = guided_filter(guide[None].float(), onehot, radius, eps)[0].clamp_(0, 1)
-    total = soft.sum(0, keepdim=True)
-    return torch.where(total > 0, soft / total.clamp_min(1e-12), soft)
-
-
-def soft_weights(labels: torch.Tensor, ids: list[int], radius: int) -> torch.Tensor:
-    """Label map ``(H, W)`` -> ``(K, H, W)`` weights of the labels ``ids``: each one-hot map
-    box-blurred over ``(2·radius+1)²``, then normalised to sum to 1 (0 where none of ``ids``
-    is near)."""
-    onehot = torch.stack([(labels == i) for i in ids]).float()[None]  # (1, K, H, W)
-    k = 2 * radius + 1
-    if min(labels.shape) < k:
-        radius = max(0, (min(labels.shape) - 1) // 2)
-        k = 2 * radius + 1
-    blurred = F.avg_pool2d(onehot, k, stride=1, padding=radius, count_include_pad=False)[0]
-    total = blurred.sum(0, keepdim=True)
-    return torch.where(total > 0, blurred / total.clamp_min(1e-12), blurred)

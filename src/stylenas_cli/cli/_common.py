@@ -20,8 +20,8 @@ from ..config import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_REGIONS,
     DEFAULT_STYLE_SIZE,
+    DEFAULT_TRANSFER,
     DEFAULT_WORK_SIZE,
-    MIN_MATCH_MARGIN,
     LiftConfig,
 )
 from ..errors import StylenasError, is_oom
@@ -301,6 +301,6 @@ def auto_masks_options(f):
         "features: sky to sky, ground to ground, decided per segment of each photo, so "
         "boundaries follow its edges) and transfer per region, blended along the photos' "
         "edges. A photo that cannot tell the style's regions apart (their matching's median "
-        f"margin under {MIN_MATCH_MARGIN}) is transferred as one region. Given masks take "
-        "precedence.",
+        f"margin under {DEFAULT_TRANSFER.min_match_margin}) is transferred as one region. "
+        "Given masks take precedence.",
     )(f)

@@ -21,7 +21,7 @@ def arch_command(archs, size, as_json) -> None:
     """
     from ..decoder import Decoder, count_parameters, decoder_flops
     from ..genotype import BIT_NAMES, NAMED, resolve
-    from ..model import used_points
+    from ..style import used_points
 
     genotypes = [(a, resolve(a)) for a in archs] or list(NAMED.items())
     for name, g in genotypes:
@@ -31,7 +31,7 @@ def arch_command(archs, size, as_json) -> None:
             "genotype": str(g),
             "bits_on": [BIT_NAMES[i] for i, b in enumerate(str(g)) if b == "1"],
             "transfer_points": dec.transfer_points,
-            # the decoder's own points are left out by default (Stylizer.decoder_transfers)
+            # the decoder's own points are left out by default (TransferSettings)
             "used_points": used_points(dec.transfer_points),
             "parameters": count_parameters(dec),
             f"gflops_{size}": round(decoder_flops(dec, size, size) / 1e9, 2),

@@ -9,11 +9,12 @@ import json
 import shutil
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
-from ..config import IMAGE_SUFFIXES, LABEL_SNAP
+from ..config import DEFAULT_TRANSFER, IMAGE_SUFFIXES
 from ._common import (
     alpha_option,
     arch_option,
@@ -92,7 +93,7 @@ from ._common import (
     metavar="PX",
     help=f"Snap --content-mask's boundaries to the photo's edges within about half this "
     f"radius (pixels at the working size), so no halo follows a loosely drawn outline; "
-    f"0 = use the mask exactly as drawn.  [default: {LABEL_SNAP}]",
+    f"0 = use the mask exactly as drawn.  [default: {DEFAULT_TRANSFER.label_snap}]",
 )
 @auto_masks_options
 @click.option(
@@ -198,30 +199,30 @@ def stylize_command(
     from rich.markup import escape
 
     from ..batch import StylizeConfig
+    from ..config import TransferSettings
     from ..device import use_all_cores
+    from ..jobs import check_outputs, precheck_jobs
 
+    transfer = TransferSettings(regions=regions if auto_masks else 0)
+    if mask_snap is not None:
+        transfer = replace(transfer, label_snap=mask_snap)
     cfg = StylizeConfig(
         alpha,
         max_size,
         batch_size,
         overwrite,
-        content_mask,
-        style_mask,
         work_size,
         lift_config(lift_radius, lift_eps),
         cache=not no_cache,
         style_size=style_size,
         max_pixels=max_pixels,
         skip_existing=skip_existing,
-        regions=regions if auto_masks else 0,
-        mask_snap=mask_snap,
+        transfer=transfer,
     )
     if backend == "local" and (address or workers):
         raise click.UsageError("--address and --workers go with --backend ray")
     if pairs is not None:
-        every, jobs, early, refused = _manifest_jobs(
-            pairs, paths, style, output, content_mask, style_mask, cfg
-        )
+        every = _manifest_jobs(pairs, paths, style, output, content_mask, style_mask)
         pipe = None
     else:
         paths = list(paths)
@@ -232,9 +233,14 @@ def stylize_command(
                 raise click.UsageError("give a content and a style: CONTENT... STYLE or --style")
             style = paths.pop()
         pipe = Pipe(paths, output, out_format, as_json)
-        jobs, refused = _path_jobs(pipe, style, recursive, cfg)
-        every, early = jobs, []
-    _check_before_running(jobs, failures, [pairs] if pairs else [], overwrite)
+        every = _path_jobs(pipe, style, recursive, content_mask, style_mask)
+    # Everything that can be known before the model loads, each file read once: outputs that
+    # would replace an input or leave -o, unreadable inputs, folders that take no file.
+    jobs, early = check_outputs(every, output if pairs is not None else None,
+                                [pairs] if pairs else [])  # fmt: skip
+    jobs, refused = precheck_jobs(jobs, cfg)
+    early += refused
+    _check_before_running(jobs, every, failures, [pairs] if pairs else [], overwrite)
     err_console = console()
 
     def report(r) -> None:
@@ -250,13 +256,11 @@ def stylize_command(
             name = escape(str(r.output))  # a file name may hold [brackets]
             err_console.print(f"{name}  [dim]{r.width}x{r.height} {r.seconds:.2f}s {r.device}[/]")
 
-    for r in early:  # refused rows of a manifest: reported first, the others run
+    for r in early:  # refused before any model loads: reported first, the others run
         report(r)
-    if refused is not None:  # nothing can run: every input was refused before loading a model
-        for r in refused:
-            report(r)
-        _write_failures(failures, backend, output, every, early + refused, overwrite, quiet)
-        _finish(early + refused, quiet, as_json)
+    if not jobs:
+        _write_failures(failures, backend, output, every, early, overwrite, quiet)
+        _finish(early, quiet, as_json)
     if backend == "ray":
         from ..ray_jobs import ModelSpec, stylize_jobs_on_ray
 
@@ -297,13 +301,10 @@ def stylize_command(
     _finish(results, quiet, as_json)
 
 
-def _path_jobs(pipe: Pipe, style: Path, recursive: bool, cfg):
-    """Jobs of the contents (files, folders, stdin) with one style. Returns the jobs and,
-    when no content can run (all refused before any model is loaded), their failed results
-    (else None). A bad style is one error for the run."""
-    from ..batch import expand_contents, plan_image_outputs, precheck
+def _path_jobs(pipe: Pipe, style: Path, recursive: bool, content_mask, style_mask):
+    """Jobs of the contents (files, folders, stdin) with one style, outputs planned."""
+    from ..batch import expand_contents, plan_image_outputs
     from ..files import check_name
-    from ..images import ImageError
     from ..jobs import jobs_for
 
     paths, output = pipe.paths, pipe.output
@@ -312,19 +313,12 @@ def _path_jobs(pipe: Pipe, style: Path, recursive: bool, cfg):
     out_dir = Path(output) if output and (Path(output).is_dir() or output.endswith("/")) else None
     contents, subdirs = expand_contents(paths, recursive, exclude=out_dir)
     outputs = plan_image_outputs(contents, output, subdirs)
-    if cfg.content_mask and len(contents) != 1:
-        raise ImageError("--content-mask works with exactly one content image")
-    # Inputs first: a bad style or a folder of unreadable files is refused before the model
-    # takes seconds to load.
-    todo, refused = precheck(contents, outputs, style, cfg)
-    return jobs_for(contents, style, outputs), None if todo else refused
+    return jobs_for(contents, style, outputs, content_mask, style_mask)
 
 
-def _manifest_jobs(pairs, paths, style, output, content_mask, style_mask, cfg):
-    """Jobs of a ``--pairs`` manifest: every row's, those that may run, the failed results
-    of rows refused for their output (replacing an input, outside ``-o``), and (see
-    :func:`_path_jobs`) the failed results when no job can run at all, else None."""
-    from ..jobs import check_outputs, plan_jobs, precheck_jobs, read_manifest
+def _manifest_jobs(pairs, paths, style, output, content_mask, style_mask):
+    """Every row's job of a ``--pairs`` manifest, outputs planned."""
+    from ..jobs import plan_jobs, read_manifest
 
     if paths or style or content_mask or style_mask:
         raise click.UsageError(
@@ -332,15 +326,13 @@ def _manifest_jobs(pairs, paths, style, output, content_mask, style_mask, cfg):
         )
     if output is not None and Path(output).suffix.lower() in IMAGE_SUFFIXES:
         raise click.UsageError("with --pairs, -o is a folder (each row may name its output)")
-    planned = plan_jobs(read_manifest(pairs, output), output)
-    jobs, early = check_outputs(planned, output, [pairs])
-    todo, refused = precheck_jobs(jobs, cfg)
-    return planned, jobs, early, None if todo else refused
+    return plan_jobs(read_manifest(pairs, output), output)
 
 
-def _check_before_running(jobs, failures, inputs: list[Path], overwrite: bool) -> None:
-    """What can be known before the model loads: every output folder takes a file, and the
-    ``--failures`` report would replace neither an input nor, without ``--overwrite``, a file."""
+def _check_before_running(jobs, every, failures, inputs: list[Path], overwrite: bool) -> None:
+    """What can be known before the model loads: the folder of every output to write takes a
+    file, and the ``--failures`` report would replace neither an input (of ``every`` job)
+    nor, without ``--overwrite``, a file."""
     from ..files import OutputError, check_folders_writable
     from ..jobs import FileSet
 
@@ -349,7 +341,7 @@ def _check_before_running(jobs, failures, inputs: list[Path], overwrite: bool) -
         return
     if failures.is_dir():
         raise OutputError(f"{failures}: --failures needs a file name, not a folder")
-    if failures in FileSet([p for job in jobs for p in job.inputs] + inputs):
+    if failures in FileSet([p for job in every for p in job.inputs] + inputs):
         raise OutputError(f"{failures}: --failures would replace an input; choose another file")
     if failures.exists() and not overwrite:
         raise OutputError(

@@ -106,7 +106,7 @@ def _close_enough(got: int, want: int) -> bool:
 def load_mask(path: Path, image_path: Path, hw: tuple[int, int]) -> torch.Tensor:
     """A label map checked against its image's original size, resized to ``hw`` -> ``(H, W)``.
 
-    Published benchmark masks are sometimes a row or column off their photo (DPST's pair 07:
+    Published benchmark masks are sometimes a row or column off their photo (one DPST mask is
     700x393 for a 700x394 photo), so sizes within rounding are accepted and resampled
     (nearest neighbour); anything further off is an error."""
     size = oriented_size(image_path)

@@ -13,20 +13,20 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from ..batch import stylize_images
-from ..config import DEFAULT_STYLE_SIZE, DEFAULT_WORK_SIZE, LiftConfig
+from ..config import DEFAULT_STYLE_SIZE, DEFAULT_TRANSFER, DEFAULT_WORK_SIZE, LiftConfig
 from ..device import resolve_device, resolve_precision, synchronize
 from ..errors import OutOfMemory, is_oom
 from ..files import atomic_write
 from ..images import LoadedImage, load_image
-from ..lift import work_shape
-from ..model import Stylizer, check_side
+from ..model import Stylizer
+from ..shape import check_side, work_shape
 from .baselines import BASELINES
 from .baselines import get as get_baseline
 from .metrics import GRAM_LONG_SIDE, Scorer, as_rgb, gram_encoder, resize
@@ -46,7 +46,7 @@ from .report import (
 
 OURS_PREFIX = "ours-"
 MASKED_SUFFIX = "+masks"
-AUTO_SUFFIX = "+auto"  # automatic regions (automask)
+AUTO_SUFFIX = "+auto"  # automatic regions (regions.py)
 
 
 # --- configuration and results -------------------------------------------------------------
@@ -174,8 +174,10 @@ def _stylize_timed(
         t0 = time.perf_counter()
         w, h = style.size
         sh, sw = work_shape(h, w, cfg.style_size)
-        cache = model.style_cache(style.resized(sh, sw).to(model.device), s_lab, regions)
-        out = stylize_images(model, [content], cache, 1.0, c_lab, cfg.work_size, cfg.lift)
+        settings = replace(DEFAULT_TRANSFER, regions=regions)
+        cache = model.style_cache(style.resized(sh, sw).to(model.device), s_lab, settings)
+        out = stylize_images(model, [content], cache, 1.0, c_lab, cfg.work_size, cfg.lift,
+                             settings)  # fmt: skip
         synchronize(model.device)
         seconds = time.perf_counter() - t0
     except (RuntimeError, MemoryError) as err:

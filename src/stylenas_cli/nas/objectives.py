@@ -21,6 +21,10 @@ and the fitness adds the weighted cost terms.
 teacher's weights where layers match, trained briefly and scored by
 ``0.8·L_r + 0.1·L_p + 0.1·L_m`` (:func:`pstep_score`) against the teacher's outputs.
 
+Every stylisation here is the shipped one (:func:`shipped_stylize`: the command line's
+:class:`~stylenas_cli.config.TransferSettings`, working size and lift), so a genotype wins for
+what users run, not for a pipeline that never runs.
+
 Objectives are plain picklable dataclasses so they run in worker processes or as Ray tasks;
 the validation data is computed once per run into ``<run>/validation.pt`` and every worker
 reads that file, so all candidates see exactly the same inputs. A genotype's training is
@@ -29,7 +33,6 @@ seeded from ``(seed, genotype)``: the same candidate scores the same in any work
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import time
 from collections.abc import Callable
@@ -40,6 +43,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..config import DEFAULT_TRANSFER, DEFAULT_WORK_SIZE
 from ..decoder import Decoder, count_parameters, decoder_flops
 from ..device import resolve_device
 from ..device import resolve_precision as device_precision
@@ -134,12 +138,10 @@ def _is_current(path: Path, key: dict) -> bool:
     return isinstance(data, dict) and data.get("key") == key
 
 
-def every_transfer_point(st: Stylizer) -> contextlib.AbstractContextManager:
-    """A ``with`` block in which ``st`` transfers at every point its genotype has: a search
-    scores genotypes (and a pruning its teacher) in the papers' search space, also at the
-    decoder's own points that stylisation leaves out by default
-    (:data:`~stylenas_cli.model.DECODER_TRANSFERS`)."""
-    return st.settings(decoder_transfers=True)
+def shipped_stylize(st: Stylizer, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+    """``content (1, 3, H, W)`` stylised by ``style (1, 3, H', W')`` the way ``stylenas
+    stylize`` does it: the default transfer settings, working size and lift."""
+    return st.stylize_at(content, style, 1.0, DEFAULT_TRANSFER, work_size=DEFAULT_WORK_SIZE)
 
 
 @torch.no_grad()
@@ -157,16 +159,17 @@ def prepare_pstep(
     from ..model import tensor_to_pil
 
     path = Path(run_dir) / VALIDATION
-    key = {"pairs": str(pairs), "n": n_pairs, "size": size, "teacher": teacher_id}
+    key = {"pairs": str(pairs), "n": n_pairs, "size": size, "teacher": teacher_id,
+           "pipeline": "shipped"}  # teacher outputs of the shipped stylisation  # fmt: skip
     if _is_current(path, key):
         return path
     chosen = spread(pair_paths(pairs), n_pairs)
     contents = val_images([c for c, _ in chosen], size)
     styles = val_images([s for _, s in chosen], size)
     teacher.eval()
-    with every_transfer_point(teacher):
-        outs = [teacher.stylize(c[None], s[None]).cpu() for c, s in zip(contents, styles)]
-    outs = torch.cat(outs)
+    outs = torch.cat(
+        [shipped_stylize(teacher, c[None], s[None]).cpu() for c, s in zip(contents, styles)]
+    )
     (Path(run_dir) / "teacher").mkdir(parents=True, exist_ok=True)
     for (c, _), out in zip(chosen, outs):
         tensor_to_pil(out).save(Path(run_dir) / "teacher" / f"{c.stem}.png")
@@ -271,11 +274,10 @@ def short_train(st: Stylizer, cfg: TrainSettings, seed: int) -> float:
 def _stylize_all(st: Stylizer, v: dict) -> tuple[torch.Tensor, float]:
     """Stylise every validation pair: ``(N, 3, S, S)`` outputs and seconds per megapixel."""
     outs, seconds = [], 0.0
-    with every_transfer_point(st):
-        for c, s in zip(v["contents"], v["styles"]):
-            t0 = time.perf_counter()
-            outs.append(st.stylize(c[None], s[None]).cpu())
-            seconds += time.perf_counter() - t0
+    for c, s in zip(v["contents"], v["styles"]):
+        t0 = time.perf_counter()
+        outs.append(shipped_stylize(st, c[None], s[None]).cpu())
+        seconds += time.perf_counter() - t0
     out = torch.cat(outs)
     megapixels = out.shape[0] * out.shape[-1] * out.shape[-2] / 1e6
     return out, seconds / megapixels

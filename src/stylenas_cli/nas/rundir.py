@@ -1,4 +1,4 @@
-"""A search run on disk, durable across crashes (issue 5, item 4).
+"""A search run on disk, durable across crashes.
 
 ::
 

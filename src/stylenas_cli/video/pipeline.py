@@ -25,13 +25,19 @@ import numpy as np
 import torch
 
 from .. import stylestore
-from ..config import DEFAULT_STYLE_SIZE, DEFAULT_WORK_SIZE, LiftConfig
+from ..config import (
+    DEFAULT_STYLE_SIZE,
+    DEFAULT_TRANSFER,
+    DEFAULT_WORK_SIZE,
+    LiftConfig,
+    TransferSettings,
+)
 from ..device import synchronize
 from ..errors import is_oom
 from ..files import atomic_write, check_writable, make_temp, plan_outputs, remove_stale_temps
-from ..lift import work_shape
 from ..memory import FULL_BYTES_PER_PIXEL, NETWORK_BYTES_PER_PIXEL
-from ..model import Stylizer, check_side
+from ..model import Stylizer
+from ..shape import check_side, work_shape
 from .ffmpeg import (
     CONTAINERS,
     Encoding,
@@ -69,6 +75,7 @@ class VideoConfig:
     smoothing: float = 0.0  # with stabilize: weight of past frames in the WCT statistics
     flicker: bool = False  # measure the flicker ratio while encoding
     overwrite: bool = False
+    transfer: TransferSettings = DEFAULT_TRANSFER  # every setting of the transfer itself
 
 
 @dataclass
@@ -173,7 +180,7 @@ def default_batch_size(
     """Frames per batch: on CUDA as many as fit in half the free memory (at most 16); on CPU
     batching buys little, so 1-4 frames by the size the network sees, which keeps memory and
     latency low."""
-    h, w = work_shape(height, width, work_size) if work_size else (height, width)
+    h, w = work_shape(height, width, work_size)
     pixels = w * h
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
@@ -320,9 +327,10 @@ def stylize_video(
     )
     # The style at the scale of the frames the network sees (its statistics then describe the
     # same feature scale), at most the style size.
-    net_long = max(work_shape(size[1], size[0], cfg.work_size)) if cfg.work_size else max(size)
+    net_long = max(work_shape(size[1], size[0], cfg.work_size))
     store = stylestore.cache_dir() if cfg.cache else None
-    cache = model.load_style(style, min(net_long, cfg.style_size), cache_dir=store)
+    cache = model.load_style(style, min(net_long, cfg.style_size), cache_dir=store,
+                             settings=cfg.transfer)  # fmt: skip
     notes += cache.notes
     stabilizer = Stabilizer(StabilizeConfig(momentum=cfg.smoothing)) if cfg.stabilize else None
     meter = FlickerMeter() if cfg.flicker else None
@@ -358,7 +366,8 @@ def stylize_video(
 def _stylize_batch(model, x, cache, cfg: VideoConfig, stabilizer, out: torch.Tensor) -> None:
     """Stylise a batch of frames into ``out``; out of memory, frame by frame instead."""
     try:
-        stylize_frames(model, x, cache, cfg.alpha, stabilizer, cfg.work_size, cfg.lift, out=out)
+        stylize_frames(model, x, cache, cfg.alpha, stabilizer, cfg.work_size, cfg.lift, out,
+                       cfg.transfer)  # fmt: skip
     except (RuntimeError, MemoryError) as err:
         if not is_oom(err) or x.shape[0] == 1:
             raise
@@ -367,7 +376,7 @@ def _stylize_batch(model, x, cache, cfg: VideoConfig, stabilizer, out: torch.Ten
         for i in range(x.shape[0]):
             stylize_frames(
                 model, x[i : i + 1], cache, cfg.alpha, stabilizer, cfg.work_size, cfg.lift,
-                out=out[i : i + 1],
+                out[i : i + 1], cfg.transfer,
             )  # fmt: skip
 
 

@@ -16,9 +16,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..config import LiftConfig
-from ..lift import downscale, work_shape
-from ..model import StyleCache, Stylizer
+from ..config import DEFAULT_TRANSFER, LiftConfig, TransferSettings
+from ..lift import downscale
+from ..model import Stylizer
+from ..shape import work_shape
+from ..style import StyleCache
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ def stylize_frames(
     work_size: int | None = None,
     lift_cfg: LiftConfig | None = None,
     out: torch.Tensor | None = None,
+    settings: TransferSettings = DEFAULT_TRANSFER,
 ) -> torch.Tensor:
     """Consecutive frames ``(B, 3, H, W)`` (float in [0, 1] or uint8) -> stylised
     ``(B, 3, H, W)`` (``out``, uint8 allowed, or new float32): the network on the frames at
@@ -109,12 +112,12 @@ def stylize_frames(
     and output blend on those, then the lift to the frames' size
     (:meth:`~stylenas_cli.model.Stylizer.stylize_at`)."""
     height, width = x.shape[-2:]
-    size = work_shape(height, width, work_size) if work_size else (height, width)
+    size = work_shape(height, width, work_size)
     small = downscale(x.to(model.device), size)
     if stabilizer is None:
-        return model.stylize_at(x, cache, alpha, None, work_size, lift_cfg, small, out)
+        return model.stylize_at(x, cache, alpha, settings, None, work_size, lift_cfg, small, out)
     stabilizer.begin(small)
     smooth = stabilizer.smooth if stabilizer.cfg.momentum > 0 else None
     return model.stylize_at(
-        x, cache, alpha, None, work_size, lift_cfg, small, out, smooth, stabilizer.blend
+        x, cache, alpha, settings, None, work_size, lift_cfg, small, out, smooth, stabilizer.blend
     )

@@ -1,4 +1,6 @@
-"""Semantic regions without hand-made masks (``--auto-masks``).
+"""Regions of a photo for the per-region transfer: drawn label maps snapped to the photo's
+edges, and semantic regions found without hand-made masks (``--auto-masks``); both become the
+:class:`~stylenas_cli.wct.Regions` that :func:`~stylenas_cli.wct.wct` reads.
 
 The style's deep features (VGG relu4_1 and relu5_1 side by side at 1/8 of the image,
 :func:`matching_feature`: what a pixel *is* rather than its colour) are clustered into ``k``
@@ -6,15 +8,17 @@ regions by k-means on unit-length feature vectors; a content pixel joins the reg
 centre its own feature is closest to (cosine), so sky goes to the style's sky and ground to
 its ground. The style's regions do not depend on the content: they are computed once with
 the style's statistics. The resulting label maps are used like user-given masks (per-region
-WCT with soft boundaries, :func:`~stylenas_cli.wct.wct`).
+WCT with soft boundaries along the photo's edges, :func:`auto_regions`).
 
 Where the content's pixels are about as near one centre as the other
 (:func:`match_margin`), its labels would be noise: the photo is then transferred as one
 region. A deep label is an 8-pixel cell whose receptive field reaches past an object's
 outline, and a boundary across a smooth wall or sky draws a seam where two transforms
 meet: :func:`segment_regions` decides the labels per segment of the photo, cut along its
-edges (:func:`refine_regions`, the older way, lets the colours decide a band of pixels
-along each boundary).
+edges.
+
+scipy (k-means) and scikit-image (segmentation) are imported only when automatic regions
+are asked for.
 """
 
 from __future__ import annotations
@@ -22,15 +26,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.cluster.vq import kmeans2
-from skimage.segmentation import felzenszwalb
 
-from .config import DEFAULT_REGIONS
+from .config import DEFAULT_REGIONS, TransferSettings
+from .lift import guided_filter
+from .wct import MIN_LABEL_PIXELS, Regions
 
 LEVELS = ("relu4_1", "relu5_1")  # matched together, at the first one's resolution
 MAX_SAMPLES = 20_000  # feature vectors k-means sees (a sample of a large style)
 MIN_SHARE = 0.05  # a region smaller than this share of the style is merged away
-COLOUR_EPS = 1e-3  # variance added to each region's colour covariance (a grey photo's is flat)
+SNAP_EPS = 1e-3  # guided-filter ridge when a label map follows a photo's edges
+SNAP_PASSES = 2
 
 
 def matching_feature(feats: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -66,6 +71,8 @@ def style_regions(
     """Style feature ``(1, C, H, W)`` -> centres ``(k', C)`` (unit length, k' ≤ k: regions
     under ``MIN_SHARE`` of the style are dropped and their pixels reassigned) and the
     style's label map ``(H, W)`` (long, values 0..k'-1)."""
+    from scipy.cluster.vq import kmeans2
+
     rows = _unit_rows(feature)
     gen = np.random.default_rng(seed)
     sample = rows.numpy()
@@ -81,13 +88,6 @@ def style_regions(
     centres = centres[keep]
     labels = _similarity(rows, centres).argmax(1)
     return centres, labels.view(feature.shape[-2:])
-
-
-def assign_regions(feature: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
-    """Content feature ``(1, C, H, W)`` and style centres ``(k, C)`` -> label map ``(H, W)``:
-    each pixel's nearest centre by cosine similarity."""
-    rows = _unit_rows(feature)
-    return _similarity(rows, centres).argmax(1).view(feature.shape[-2:])
 
 
 def match_margin(feature: torch.Tensor, centres: torch.Tensor) -> float:
@@ -112,6 +112,8 @@ def segment_regions(
     each segment joins the centre its pixels are nearest to in sum (similarities upsampled
     bilinearly). A boundary then never crosses a smooth area (a wall, a sky's gradient),
     where two regions' transforms meeting draw a seam."""
+    from skimage.segmentation import felzenszwalb
+
     h, w = image.shape[-2:]
     pixels = image.permute(1, 2, 0).float().cpu().numpy()
     segments = felzenszwalb(pixels, scale=scale, sigma=0.8, min_size=max(1, h * w // 2000))
@@ -124,31 +126,63 @@ def segment_regions(
     return total.argmax(0)[seg].view(h, w)
 
 
-def refine_regions(labels: torch.Tensor, image: torch.Tensor, band: int) -> torch.Tensor:
-    """Coarse labels ``(h', w')`` (e.g. :func:`assign_regions`' at 1/8) and the photo ``(3, H,
-    W)`` in [0, 1] -> labels ``(H, W)`` whose boundaries follow the photo.
+def auto_regions(
+    feats: dict[str, torch.Tensor],
+    centres: torch.Tensor,
+    photo: torch.Tensor,
+    settings: TransferSettings,
+) -> Regions | None:
+    """A content's automatic regions from its encoder features and the photo ``(3, H, W)``
+    in [0, 1] (the network's input): labels per segment (:func:`segment_regions`) blended
+    along the photo's edges (:func:`soft_regions`), or ``None`` where the content cannot
+    tell the style's regions apart (:func:`match_margin`): then it is one region."""
+    deep = matching_feature(feats)
+    if match_margin(deep, centres) < settings.min_match_margin:
+        return None
+    labels = segment_regions(deep, centres, photo, settings.region_segments)
+    radius = max(1, round(settings.mask_softness * max(photo.shape[-2:])))
+    return soft_regions(labels, photo, radius)
 
-    Each region's colours are modelled by one Gaussian (RGB mean and covariance of its
-    pixels, weighted by its share of the photo); a pixel within ``band`` px of a region
-    boundary takes the most likely of the regions found within ``band`` px of it, the rest
-    keep their label."""
-    h, w = image.shape[-2:]
-    coarse = F.interpolate(labels[None, None].float(), size=(h, w), mode="nearest")[0, 0].long()
-    k = int(coarse.max()) + 1
-    onehot = F.one_hot(coarse, k).permute(2, 0, 1).float()  # (K, H, W)
-    near = F.max_pool2d(onehot[None], 2 * band + 1, 1, band)[0] > 0  # label within band
-    colours = image.flatten(1).T.double()  # (H·W, 3)
-    flat = coarse.flatten()
-    scores = torch.full((k, h * w), -torch.inf, dtype=torch.float64, device=image.device)
-    for i in range(k):
-        own = colours[flat == i]
-        if len(own) < 2:
-            continue
-        cov = torch.cov(own.T) + COLOUR_EPS * torch.eye(3, dtype=own.dtype, device=own.device)
-        diff = colours - own.mean(0)
-        mahalanobis = (diff @ torch.linalg.inv(cov) * diff).sum(1)
-        prior = np.log(len(own) / len(flat))
-        scores[i] = -0.5 * (mahalanobis + torch.logdet(cov)) + prior
-    scores = scores.view(k, h, w).masked_fill(~near, -torch.inf)
-    border = near.sum(0) > 1  # more than one label within the band
-    return torch.where(border, scores.argmax(0), coarse)
+
+def soft_regions(labels: torch.Tensor, guide: torch.Tensor, radius: int) -> Regions:
+    """A label map ``(H, W)`` and the photo ``(3, H, W)`` it labels -> :class:`Regions` with
+    soft boundaries: each label's one-hot map guided-filtered by the photo (smooth where the
+    photo is, kept sharp across its edges, so no region's transform reaches across an
+    outline), clamped to [0, 1]."""
+    ids = labels.unique().tolist()
+    onehot = torch.stack([(labels == i) for i in ids]).float()[None]  # (1, K, H, W)
+    soft = guided_filter(guide[None].float(), onehot, radius, SNAP_EPS)[0].clamp_(0, 1)
+    return Regions(labels, soft, tuple(ids))
+
+
+def snap_labels(
+    labels: torch.Tensor,
+    guide: torch.Tensor,
+    radius: int,
+    eps: float = SNAP_EPS,
+    passes: int = SNAP_PASSES,
+) -> torch.Tensor:
+    """A label map snapped to a photo's edges: labels ``(H', W')`` (any size, e.g. drawn at
+    full resolution), guide ``(3, H, W)`` the photo in [0, 1] -> ``(H, W)`` labels.
+
+    Each label's mask is area-resized to the guide and guided-filtered by it
+    (:func:`~stylenas_cli.lift.guided_filter`), and every pixel takes the label of the largest
+    result: a boundary drawn a few pixels off the object's outline moves onto it, so the
+    pixels beside an object do not take the object's style (a halo). One pass moves a
+    boundary about a quarter of ``radius``, two about half."""
+    size = tuple(guide.shape[-2:])
+    ids, counts = labels.unique(return_counts=True)
+    # Labels too small to be whitened at the guide's size (a drawing's anti-aliased edge
+    # colours) are not kept: their pixels join the neighbouring region they resemble.
+    big = counts * (size[0] * size[1]) >= MIN_LABEL_PIXELS * labels.numel()
+    ids = ids[big] if bool(big.any()) else ids[counts.argmax()][None]
+    onehot = torch.stack(  # one label at a time: (K, H, W) at the guide's size only
+        [
+            F.interpolate((labels == i)[None, None].float(), size=size, mode="area")[0, 0]
+            for i in ids
+        ]  # fmt: skip
+    ).to(guide.device)
+    for _ in range(passes):
+        soft = guided_filter(guide[None].float(), onehot[None], radius, eps)[0]
+        onehot = F.one_hot(soft.argmax(0), len(ids)).permute(2, 0, 1).float()
+    return ids.to(guide.device)[onehot.argmax(0)]

@@ -1,5 +1,6 @@
-"""Automatic regions (``--auto-masks``): k-means on the style's deep features, contents
-labelled by the nearest style region."""
+"""Regions: automatic ones (``--auto-masks``: k-means on the style's deep features, contents
+labelled by the nearest style region per segment, blended along the photo's edges) and drawn
+label maps snapped to the photo's edges."""
 
 from __future__ import annotations
 
@@ -10,15 +11,16 @@ from click.testing import CliRunner
 from PIL import Image
 
 from conftest import paint_sky, write_photo
-from stylenas_cli.automask import (
-    assign_regions,
+from stylenas_cli.cli import main
+from stylenas_cli.config import TransferSettings
+from stylenas_cli.regions import (
+    auto_regions,
     match_margin,
     matching_feature,
-    refine_regions,
     segment_regions,
+    soft_regions,
     style_regions,
 )
-from stylenas_cli.cli import main
 
 
 def _two_kinds(h: int, w: int, flip: bool, seed: int) -> torch.Tensor:
@@ -41,11 +43,14 @@ def test_regions_of_the_style_are_found_and_matched_in_the_content():
     assert torch.allclose(centres.norm(dim=1), torch.ones(2))
     left, right = labels[:, :8], labels[:, 8:]
     assert left.unique().numel() == 1 and right.unique().numel() == 1 and left[0, 0] != right[0, 0]
-    # The content shows the same two kinds of thing, on swapped sides, at another size.
+    # The content shows the same two kinds of thing, on swapped sides, at another size; its
+    # photo has the same two halves, so each half is a segment.
     content = _two_kinds(10, 20, flip=True, seed=1)
-    found = assign_regions(content, centres)
-    assert torch.equal(found[:, :10], torch.full((10, 10), int(right[0, 0])))
-    assert torch.equal(found[:, 10:], torch.full((10, 10), int(left[0, 0])))
+    photo = torch.zeros(3, 40, 80)
+    photo[:, :, 40:] = 1.0
+    found = segment_regions(content, centres, photo, scale=100)
+    assert torch.equal(found[:, :40], torch.full((40, 40), int(right[0, 0])))
+    assert torch.equal(found[:, 40:], torch.full((40, 40), int(left[0, 0])))
 
 
 def test_match_margin_is_large_where_the_content_tells_the_regions_apart():
@@ -103,31 +108,38 @@ def test_segment_regions_put_boundaries_on_the_photos_edges_never_across_a_smoot
     assert flat.unique().numel() == 1
 
 
-def test_refine_regions_moves_coarse_boundaries_onto_the_photos_edge():
-    # 8-px cells: the coarse boundary sits at column 16, the photo's edge at 22 (the sky
-    # beside the object was labelled as the object, as relu4_1 cells do).
-    photo = _sky_and_statue(32, 64, edge=22)
-    coarse = torch.zeros(4, 8, dtype=torch.long)
-    coarse[:, 2:] = 1
-    refined = refine_regions(coarse, photo, band=16)
-    assert refined.shape == (32, 64)
-    assert (refined[:, :22] == 0).all() and (refined[:, 22:] == 1).all()
-    # Without a band nothing moves: the labels are just upsampled.
-    same = refine_regions(coarse, photo, band=0)
-    assert (same[:, :16] == 0).all() and (same[:, 16:] == 1).all()
-    # A narrow band cannot reach the edge: only pixels within it change.
-    narrow = refine_regions(coarse, photo, band=3)
-    assert (narrow[:, :19] == 0).all() and (narrow[:, 20:] == 1).all()
+def test_soft_regions_sum_to_one_and_stay_sharp_across_the_photos_edge():
+    photo = _sky_and_statue(32, 96, edge=22)
+    labels = torch.zeros(32, 96, dtype=torch.long)
+    labels[:, 22:] = 1  # a boundary on the photo's edge ...
+    labels[:, 70:] = 2  # ... and one across the smooth, textured object
+    regions = soft_regions(labels, photo, radius=4)
+    assert regions.ids == (0, 1, 2) and regions.soft.shape == (3, 32, 96)
+    w = regions.weights([0, 1, 2], (32, 96))
+    assert torch.allclose(w.sum(0), torch.ones(32, 96), atol=1e-5)
+    assert (w >= 0).all() and (w <= 1).all()
+    # Across the photo's edge the weights jump (the guided filter keeps it sharp) ...
+    assert w[1, :, 23].mean() - w[1, :, 20].mean() > 0.8
+    # ... inside the object they blend over the window.
+    assert 0.1 < w[2, :, 68].mean() < 0.9
+    assert (w[0, :, :8] > 0.99).all() and (w[1, :, 40:50] > 0.99).all()
+    # At a coarser size (a deep feature's) they still sum to one.
+    assert torch.allclose(regions.weights([0, 1, 2], (4, 12)).sum(0), torch.ones(4, 12), atol=1e-5)
 
 
-def test_refine_regions_leaves_pixels_far_from_a_boundary_alone():
-    # A patch of sky colour deep inside the object's region keeps the object's label.
-    photo = _sky_and_statue(32, 96, edge=16)
-    photo[:, 8:16, 64:72] = torch.tensor([0.7, 0.8, 0.9])[:, None, None]
-    coarse = torch.zeros(4, 12, dtype=torch.long)
-    coarse[:, 2:] = 1
-    refined = refine_regions(coarse, photo, band=16)
-    assert (refined[8:16, 64:72] == 1).all()
+def test_auto_regions_are_none_below_the_margin_gate():
+    def levels(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"relu4_1": x, "relu5_1": x[..., ::2, ::2]}
+
+    style = _two_kinds(12, 16, flip=False, seed=0)
+    centres, _ = style_regions(matching_feature(levels(style)), k=2)
+    feats = levels(_two_kinds(10, 20, flip=True, seed=1))
+    photo = torch.zeros(3, 40, 80)
+    photo[:, :, 40:] = 1.0
+    found = auto_regions(feats, centres, photo, TransferSettings())
+    assert found is not None and found.labels.shape == (40, 80) and found.soft is not None
+    gated = auto_regions(feats, centres, photo, TransferSettings(min_match_margin=2.0))
+    assert gated is None  # a cosine margin is at most 2: never enough
 
 
 def test_auto_masks_stylise_batches_per_photo_and_change_the_result(
@@ -137,7 +149,7 @@ def test_auto_masks_stylise_batches_per_photo_and_change_the_result(
 
     model = Stylizer.from_pretrained("photonas", weights_file, "cpu", "fp32")
     style = torch.rand(1, 3, 64, 80)
-    cache = model.style_cache(style, regions=3)
+    cache = model.style_cache(style, settings=TransferSettings(regions=3))
     assert cache.centres is not None and 2 <= len(cache.centres) <= 3
     assert set(cache.stats["relu1_1"]) >= {-1, 0}  # per-region statistics
     contents = torch.rand(2, 3, 48, 64)
@@ -145,7 +157,7 @@ def test_auto_masks_stylise_batches_per_photo_and_change_the_result(
     one = torch.cat([model.stylize(c[None], cache) for c in contents])
     assert torch.allclose(both, one, atol=1e-5)
     # The command line: --auto-masks gives another result than the plain transfer.
-    # A sky over both photos: regions the content tells apart (automask.match_margin).
+    # A sky over both photos: regions the content tells apart (regions.match_margin).
     content = paint_sky(write_photo(tmp_path / "a.png"), 24)
     ref = paint_sky(write_photo(tmp_path / "s.png", size=(96, 80), source="coffee"), 30)
     run = CliRunner().invoke
