@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 SHARED ?= ../shared
 SKIMAGE_DATA = $$($(PY) -c 'import skimage.data, os; print(os.path.dirname(skimage.data.__file__))')
 
-.PHONY: install demo test lint contact-sheet train-photonas train-photonet train-wct5 bench bench-speed bench-video bench-hires bench-batch match-report sweep-lift soak search-demo search-demo-random prune-demo clean
+.PHONY: install demo test lint contact-sheet train-photonas train-photonet train-wct5 bench bench-speed bench-video bench-hires bench-batch bench-lut match-report sweep-lift soak search-demo search-demo-random prune-demo clean
 
 install: $(STAMP)
 
@@ -90,6 +90,12 @@ bench-hires: install
 ## 2 local workers (images/s and ratios; outputs compared pixel for pixel).
 bench-batch: install
 	$(PY) scripts/bench_batch.py $(BENCH_BATCH_ARGS)
+
+## 3D LUTs: fidelity of the fitted LUT to the pipeline on the dev pairs (PSNR, EVAL metrics
+## beside Reinhard's), a 33³ LUT on a 12 MP photo against stylising it, video --mode lut against
+## per-frame (frames/s, flicker); contact sheet and report.json in runs/bench-lut/ (~40 min).
+bench-lut: install
+	$(PY) scripts/bench_lut.py --bench $(BENCH) --video $(VIDEO_CLIP) $(BENCH_LUT_ARGS)
 
 ## 500 generated photos and a 2-minute generated video with audio, one process each: resident
 ## memory and open file descriptors must stay flat (prints first/last/max). Not in `make test`.

@@ -219,16 +219,21 @@ def group_jobs(jobs: list[Job]) -> list[list[Job]]:
     return [sorted(groups[k], key=lambda j: j.size or (0, 0)) for k in order]
 
 
-def precheck_jobs(jobs: list[Job], cfg: StylizeConfig) -> tuple[list[Job], list[Result]]:
+def precheck_jobs(
+    jobs: list[Job], cfg: StylizeConfig, check_styles: bool = True
+) -> tuple[list[Job], list[Result]]:
     """Check every job before any model is loaded, each file once: a style must decode (a
-    style that cannot be read fails its own jobs only) and masks' headers be readable; each
-    content's header must be readable and within ``cfg.max_pixels``. Returns the jobs to
-    run, each with its content's size, and one failed :class:`Result` per job refused."""
+    style that cannot be read fails its own jobs only; ``check_styles=False`` when the
+    caller checked it, e.g. a LUT) and masks' headers be readable; each content's header
+    must be readable and within ``cfg.max_pixels``. Returns the jobs to run, each with its
+    content's size, and one failed :class:`Result` per job refused."""
     styles: dict[tuple, str | None] = {}  # (style, style mask) -> why it cannot be used
     todo, failed = [], []
     for job in jobs:
         key = (job.style, job.style_mask)
-        if key not in styles:
+        if not check_styles:
+            styles[key] = None
+        elif key not in styles:
             styles[key] = _style_problem(job.style, job.style_mask, cfg.max_pixels)
         try:
             if styles[key] is not None:

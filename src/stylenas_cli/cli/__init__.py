@@ -13,6 +13,7 @@ from .. import __version__
 from ._common import CONTEXT
 from .arch import arch_command
 from .eval import bench_speed_command, eval_command
+from .lut import lut_command
 from .search import prune_command, search_command
 from .stylize import stylize_command
 from .train import train_command
@@ -43,6 +44,7 @@ def main() -> None:
 
 for _command in (
     stylize_command,
+    lut_command,
     video_command,
     train_command,
     arch_command,

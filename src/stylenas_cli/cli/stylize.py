@@ -117,6 +117,14 @@ from ._common import (
     "the manifest. Replaces PATHS and --style.",
 )
 @click.option(
+    "--lut",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Apply this 3D LUT (.cube, or a HALD CLUT image; from 'stylenas lut' or any other "
+    "program) at full resolution instead of the network: every PATH is a content, no "
+    "--style.",
+)
+@click.option(
     "--backend",
     type=click.Choice(["local", "ray"]),
     default="local",
@@ -175,6 +183,7 @@ def stylize_command(
     recursive,
     out_format,
     pairs,
+    lut,
     backend,
     address,
     connect_timeout,
@@ -221,6 +230,11 @@ def stylize_command(
     )
     if backend == "local" and (address or workers):
         raise click.UsageError("--address and --workers go with --backend ray")
+    look = None
+    if lut is not None:
+        look = _lut_mode(lut, paths, style, pairs, backend, content_mask, style_mask, auto_masks,
+                         arch, weights)  # fmt: skip
+        style = lut  # each job's "style" is the look
     if pairs is not None:
         every = _manifest_jobs(pairs, paths, style, output, content_mask, style_mask)
         pipe = None
@@ -238,7 +252,7 @@ def stylize_command(
     # would replace an input or leave -o, unreadable inputs, folders that take no file.
     jobs, early = check_outputs(every, output if pairs is not None else None,
                                 [pairs] if pairs else [])  # fmt: skip
-    jobs, refused = precheck_jobs(jobs, cfg)
+    jobs, refused = precheck_jobs(jobs, cfg, check_styles=look is None)
     early += refused
     _check_before_running(jobs, every, failures, [pairs] if pairs else [], overwrite)
     err_console = console()
@@ -261,7 +275,12 @@ def stylize_command(
     if not jobs:
         _write_failures(failures, backend, output, every, early, overwrite, quiet)
         _finish(early, quiet, as_json)
-    if backend == "ray":
+    if look is not None:
+        from ..look import apply_lut_jobs
+
+        def run(on_result):
+            return apply_lut_jobs(look, jobs, cfg, on_result)
+    elif backend == "ray":
         from ..ray_jobs import ModelSpec, stylize_jobs_on_ray
 
         spec = ModelSpec(arch, weights, device, precision)
@@ -299,6 +318,26 @@ def stylize_command(
     results = early + results
     _write_failures(failures, backend, output, every, results, overwrite, quiet)
     _finish(results, quiet, as_json)
+
+
+def _lut_mode(lut, paths, style, pairs, backend, content_mask, style_mask, auto_masks, arch,
+              weights):  # fmt: skip
+    """The LUT of ``--lut``, read before anything runs, and the options that cannot go with
+    it refused."""
+    from ..lut import read_lut
+
+    clash = {
+        "--style": style is not None, "--pairs": pairs is not None,
+        "--backend ray": backend == "ray", "--content-mask": content_mask is not None,
+        "--style-mask": style_mask is not None, "--auto-masks": auto_masks,
+        "--arch": arch is not None, "--weights": weights is not None,
+    }  # fmt: skip
+    given = [name for name, on in clash.items() if on]
+    if given:
+        raise click.UsageError(f"--lut applies a look without the network: no {given[0]} with it")
+    if not paths:
+        raise click.UsageError("give the photos to apply the LUT to: PATHS... --lut FILE")
+    return read_lut(lut)
 
 
 def _path_jobs(pipe: Pipe, style: Path, recursive: bool, content_mask, style_mask):

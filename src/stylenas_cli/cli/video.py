@@ -125,6 +125,22 @@ def _progress_columns():
     "weight on the past (0.9 ~ a 10-frame window; 0 = each frame's own).",
 )
 @click.option(
+    "--mode",
+    type=click.Choice(["frames", "lut"]),
+    default="frames",
+    help="frames: the network on every frame (the network's local detail). lut: the network "
+    "on keyframes only (each shot's first frame, then one every 2 s), every frame mapped "
+    "through its keyframes' 3D LUTs blended in time: many times faster, and the look cannot "
+    "jump within a shot.",
+)
+@click.option(
+    "--export-lut",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Also write the clip's look, one LUT fitted over its keyframes, to this .cube (or "
+    "HALD .png) file for an editor.",
+)
+@click.option(
     "--codec",
     default=None,
     help="ffmpeg video encoder (libx264, libx265, libvpx-vp9, libsvtav1...). "
@@ -165,6 +181,8 @@ def video_command(
     precision,
     stabilize,
     smoothing,
+    mode,
+    export_lut,
     codec,
     crf,
     flicker,
@@ -205,7 +223,12 @@ def video_command(
         overwrite=overwrite,
         cache=not no_cache,
         style_size=style_size,
+        mode=mode,
+        export_lut=export_lut,
+        lut_size=33 if export_lut is None or export_lut.suffix.lower() == ".cube" else 64,
     )
+    if export_lut is not None:
+        _check_lut_output(export_lut, overwrite)
     err_console = console()
     with open_image(style, what="style"):  # a bad style is refused before anything runs
         pass
@@ -245,6 +268,17 @@ def video_command(
         err_console.print(line)
         for note in result.notes:
             err_console.print(f"[dim]note: {escape(note)}[/]")
+
+
+def _check_lut_output(path: Path, overwrite: bool) -> None:
+    from ..files import OutputError, check_folders_writable, check_name
+
+    if path.suffix.lower() not in (".cube", ".png"):
+        raise click.UsageError(f"--export-lut {path}: a LUT is written as .cube or a HALD .png")
+    check_name(path)
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path}: --export-lut file exists; pass --overwrite to replace it")
+    check_folders_writable([path.parent])
 
 
 def _fmt(x) -> str:

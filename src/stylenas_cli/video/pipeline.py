@@ -35,6 +35,7 @@ from ..config import (
 from ..device import synchronize
 from ..errors import is_oom
 from ..files import atomic_write, check_writable, make_temp, plan_outputs, remove_stale_temps
+from ..lut import write_lut
 from ..memory import FULL_BYTES_PER_PIXEL, NETWORK_BYTES_PER_PIXEL
 from ..model import Stylizer
 from ..shape import check_side, work_shape
@@ -50,6 +51,7 @@ from .ffmpeg import (
     probe_frames,
     read_frames,
 )
+from .looks import LookPlayer, analyse
 from .stabilize import StabilizeConfig, Stabilizer, stylize_frames
 from .temporal import FlickerMeter
 
@@ -76,6 +78,11 @@ class VideoConfig:
     flicker: bool = False  # measure the flicker ratio while encoding
     overwrite: bool = False
     transfer: TransferSettings = DEFAULT_TRANSFER  # every setting of the transfer itself
+    # "frames": the network on every frame; "lut": on keyframes only, every frame mapped
+    # through the keyframes' 3D LUTs (video.looks)
+    mode: str = "frames"
+    export_lut: Path | None = None  # also write the clip's look as one LUT here
+    lut_size: int = 33
 
 
 @dataclass
@@ -94,7 +101,8 @@ class VideoResult:
     streams_copied: tuple[str, ...] = ()
     notes: list[str] = field(default_factory=list)
     flicker: dict | None = None
-    inference_seconds: float = 0.0  # wall time inside the network and the lift
+    inference_seconds: float = 0.0  # wall time inside the network and the lift (or the LUTs)
+    mode: str = "frames"
 
     @property
     def fps(self) -> float:
@@ -117,6 +125,7 @@ class VideoResult:
             "codec": self.codec,
             "streams_copied": list(self.streams_copied),
             "inference_seconds": round(self.inference_seconds, 3),
+            "mode": self.mode,
         }
         if self.flicker is not None:
             d |= self.flicker
@@ -332,14 +341,31 @@ def stylize_video(
     cache = model.load_style(style, min(net_long, cfg.style_size), cache_dir=store,
                              settings=cfg.transfer)  # fmt: skip
     notes += cache.notes
-    stabilizer = Stabilizer(StabilizeConfig(momentum=cfg.smoothing)) if cfg.stabilize else None
     meter = FlickerMeter() if cfg.flicker else None
 
     on_start(end - start)
+    t_look = time.perf_counter()
+    look = None
+    if cfg.mode == "lut" or cfg.export_lut is not None:
+        look = analyse(model, info, start, end - start, size, cache, cfg.alpha, cfg.work_size,
+                       cfg.transfer, cfg.lut_size)  # fmt: skip
+        if cfg.export_lut is not None:
+            write_lut(look.whole(cfg.lut_size), cfg.export_lut, cfg.overwrite)
+        notes.append(f"{len(look.shots)} shot(s), {len(look.keys)} keyframe(s) stylised")
+    if cfg.mode not in ("frames", "lut"):
+        raise VideoError(f"unknown video mode {cfg.mode!r}: use frames or lut")
+    stabilizer = Stabilizer(StabilizeConfig(momentum=cfg.smoothing)) if cfg.stabilize else None
+    if cfg.mode == "lut":
+        stylise = _lut_stylise(LookPlayer(look), stabilizer)
+        busy_before = time.perf_counter() - t_look  # the keyframes' network and fits
+    else:
+        stylise = _network_stylise(model, cache, cfg, stabilizer)
+        busy_before = 0.0
     remove_stale_temps(dest)  # what a killed run on this output left behind
     job = _Job(info, dest, start, end - start, size, batch, encoding, make_temp(dest, ".video.tmp"))
     try:
-        written, busy = _pipeline(model, job, cache, cfg, stabilizer, meter, on_frame)
+        written, busy = _pipeline(model.device, job, stylise, meter, on_frame)
+        busy += busy_before
         copied: tuple[str, ...] = ()
 
         def write(tmp: Path) -> None:
@@ -358,9 +384,42 @@ def stylize_video(
         job.video_tmp.unlink(missing_ok=True)
     return VideoResult(
         src, dest, written, *size, info.fps, time.perf_counter() - t0, str(model.device),
-        batch, cfg.stabilize, encoding.codec, copied, notes, meter.as_dict() if meter else None,
-        busy,
+        batch, cfg.stabilize and cfg.mode == "frames", encoding.codec, copied, notes,
+        meter.as_dict() if meter else None, busy, cfg.mode,
     )  # fmt: skip
+
+
+Stylise = Callable[[torch.Tensor, int], torch.Tensor]  # (frames (n, H, W, 3), first) -> same
+
+
+def _network_stylise(model: Stylizer, cache, cfg: VideoConfig, stabilizer) -> Stylise:
+    """The network on every frame (on the model's device)."""
+    device = model.device
+
+    def stylise(item: torch.Tensor, first: int) -> torch.Tensor:
+        x = item.to(device, non_blocking=device.type == "cuda").permute(0, 3, 1, 2)
+        out8 = torch.empty_like(item, device=device)  # (n, H, W, 3), what ffmpeg takes
+        _stylize_batch(model, x, cache, cfg, stabilizer, out8.permute(0, 3, 1, 2))
+        return out8
+
+    return stylise
+
+
+def _lut_stylise(player: LookPlayer, stabilizer: Stabilizer | None) -> Stylise:
+    """Every frame mapped through its keyframes' LUTs (on the CPU); with ``stabilizer``,
+    part of the previous output is kept where the input did not change (the LUT maps the
+    source's noise and grain too)."""
+
+    def stylise(item: torch.Tensor, first: int) -> torch.Tensor:
+        out = np.empty(tuple(item.shape), np.uint8)
+        player.apply(item.numpy(), first, out)
+        mapped = torch.from_numpy(out)
+        if stabilizer is None:
+            return mapped
+        stabilizer.begin(item.permute(0, 3, 1, 2)[:, :, ::8, ::8].float().div_(255.0))
+        return stabilizer.blend_frames(item, mapped)
+
+    return stylise
 
 
 def _stylize_batch(model, x, cache, cfg: VideoConfig, stabilizer, out: torch.Tensor) -> None:
@@ -380,14 +439,11 @@ def _stylize_batch(model, x, cache, cfg: VideoConfig, stabilizer, out: torch.Ten
             )  # fmt: skip
 
 
-def _pipeline(
-    model, job: _Job, cache, cfg: VideoConfig, stabilizer, meter, on_frame
-) -> tuple[int, float]:
+def _pipeline(device, job: _Job, stylise: Stylise, meter, on_frame) -> tuple[int, float]:
     """Run reader -> stylise -> writer; returns the number of frames encoded and the seconds
     spent stylising (the rest of the wall time is decoding, encoding and waiting on them)."""
     import imageio_ffmpeg
 
-    device = model.device
     cuda = device.type == "cuda"
     stop = threading.Event()
     in_q: queue.Queue = queue.Queue(maxsize=2)  # bounded: memory does not grow with the clip
@@ -424,6 +480,7 @@ def _pipeline(
     reader.start()
     writer.start()
     ok = False
+    first = 0  # the batch's first frame, counted from the job's start
     try:
         while True:
             item = _get(in_q, stop)
@@ -431,14 +488,13 @@ def _pipeline(
                 break
             if isinstance(item, _Failed):
                 raise item.error
-            x = item.to(device, non_blocking=cuda).permute(0, 3, 1, 2)  # uint8 (n, 3, H, W)
-            out8 = torch.empty_like(item, device=device)  # (n, H, W, 3), what ffmpeg takes
             t0 = time.perf_counter()
-            _stylize_batch(model, x, cache, cfg, stabilizer, out8.permute(0, 3, 1, 2))
-            synchronize(device)
+            out8 = stylise(item, first)
+            synchronize(out8.device)
             busy += time.perf_counter() - t0
+            first += item.shape[0]
             ready = None
-            if cuda:  # copy back into pinned memory; the writer waits on the event
+            if out8.device.type == "cuda":  # into pinned memory; the writer waits on the event
                 host = torch.empty(out8.shape, dtype=torch.uint8, pin_memory=True)
                 host.copy_(out8, non_blocking=True)
                 ready = torch.cuda.Event()

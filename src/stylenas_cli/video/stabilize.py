@@ -45,18 +45,20 @@ class Stabilizer:
             raise ValueError(f"smoothing must be in [0, 1), got {cfg.momentum}")
         self.cfg = cfg
         self.moments: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # point -> (mean, cov)
-        self.prev_in: torch.Tensor | None = None  # (3, H, W)
+        self.prev_in: torch.Tensor | None = None  # the last frame blended, and its output
         self.prev_out: torch.Tensor | None = None
+        self._seen: torch.Tensor | None = None  # the last frame begin() saw (3, h, w)
         self.cuts: list[bool] = []
         self.shots = 0
 
     def begin(self, x: torch.Tensor) -> None:
         """Input frames ``(B, 3, H, W)`` in [0, 1]: find the frames that start a new shot."""
-        first = x[:1] if self.prev_in is None else self.prev_in[None]
+        first = x[:1] if self._seen is None else self._seen[None]
         before = torch.cat([first, x[:-1]])  # the frame before each frame
         change = (x - before).abs().flatten(1).mean(1).tolist()
-        if self.prev_in is None:
+        if self._seen is None:
             change[0] = float("inf")  # the first frame starts a shot
+        self._seen = x[-1]
         self.cuts = [c > self.cfg.cut for c in change]
         self.shots += sum(self.cuts)
 
@@ -78,6 +80,29 @@ class Stabilizer:
         self.moments[point] = prev
         return torch.stack(means), torch.stack(covs)
 
+    def _keep(self, change: torch.Tensor, window: int) -> torch.Tensor:
+        """Mean absolute input change ``(1, 1, H, W)`` in [0, 1] -> the share of the previous
+        output to keep, averaged over a ``window``-px square first."""
+        change = F.avg_pool2d(change, window, 1, window // 2, count_include_pad=False)
+        return self.cfg.blend * torch.exp(-((change / self.cfg.sigma) ** 2))
+
+    def blend_frames(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """:meth:`blend` for full-size 8-bit frames ``(n, H, W, 3)`` (the input ``x`` and the
+        output ``out``, uint8), in integer arithmetic, the change measured at half size; the
+        shot cuts come from :meth:`begin` on them. Returns ``out``, blended in place."""
+        for t in range(x.shape[0]):
+            if self.prev_out is not None and not self.cuts[t] and self.cfg.blend > 0:
+                diff = (x[t].to(torch.int16) - self.prev_in.to(torch.int16)).abs_().sum(-1)
+                change = F.avg_pool2d(diff[None, None].float().div_(3 * 255.0), 2, ceil_mode=True)
+                keep = self._keep(change, 3)
+                keep = F.interpolate(keep, scale_factor=2.0, mode="nearest")
+                keep = keep[0, 0, : x.shape[1], : x.shape[2], None].mul_(256).round_()
+                prev, cur = self.prev_out.to(torch.int32), out[t].to(torch.int32)
+                mixed = (prev - cur).mul_(keep.to(torch.int32)).add_(cur * 256 + 128) >> 8
+                out[t] = mixed.clamp_(0, 255).to(torch.uint8)
+            self.prev_in, self.prev_out = x[t].clone(), out[t].clone()
+        return out
+
     def blend(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """Keep part of the previous output where the input did not change (same shapes)."""
         cfg = self.cfg
@@ -86,8 +111,7 @@ class Stabilizer:
             o = out[t]
             if self.prev_out is not None and not self.cuts[t] and cfg.blend > 0:
                 change = (x[t] - self.prev_in).abs().mean(0, keepdim=True)  # (1, H, W)
-                change = F.avg_pool2d(change[None], 5, 1, 2, count_include_pad=False)[0]
-                keep = cfg.blend * torch.exp(-((change / cfg.sigma) ** 2))
+                keep = self._keep(change[None], 5)[0]
                 o = keep * self.prev_out + (1 - keep) * o
             self.prev_in, self.prev_out = x[t], o
             result.append(o)
