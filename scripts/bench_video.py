@@ -137,6 +137,7 @@ def main() -> int:
                     flicker=True,
                     work_size=args.work_size,
                     transfer=transfer,
+                    mode="frames",
                 )
                 r = stylize_video(model, args.video, tmp / f"real_{key}.mp4", style, cfg)
                 results["clip"]["size"] = f"{r.width}x{r.height}"
@@ -159,7 +160,11 @@ def main() -> int:
             with PeakRSS() as rss:
                 t0 = time.perf_counter()
                 r = stylize_video(
-                    model, clip, tmp / f"syn_{frames}_out.mp4", style, VideoConfig(flicker=True)
+                    model,
+                    clip,
+                    tmp / f"syn_{frames}_out.mp4",
+                    style,
+                    VideoConfig(flicker=True, mode="frames"),
                 )
                 seconds = time.perf_counter() - t0
             memory[frames] = {

@@ -1,4 +1,5 @@
-"""Contact sheet (content | style | photonas | photonet) from scikit-image's sample photos.
+"""Contact sheet (content | style | photonas | photonas as a 33³ LUT | photonet) from
+scikit-image's sample photos, each made as ``stylenas stylize`` and ``stylenas lut`` make it.
 
 Usage: python scripts/contact_sheet.py docs/contact_sheet.jpg
 Uses only photos that ship with scikit-image (freely licensed), never ../shared/data.
@@ -7,13 +8,14 @@ Uses only photos that ship with scikit-image (freely licensed), never ../shared/
 import sys
 from pathlib import Path
 
-import torch
+import numpy as np
 from PIL import Image, ImageDraw
 from skimage import data
 
 from stylenas_cli import Stylizer
-from stylenas_cli.images import atomic_write
-from stylenas_cli.model import pil_to_tensor, tensor_to_pil
+from stylenas_cli.images import LoadedImage, atomic_write
+from stylenas_cli.look import fit_look
+from stylenas_cli.model import pil_to_tensor
 
 PAIRS = [
     ("chelsea", "coffee"),
@@ -42,7 +44,7 @@ def fit(img: Image.Image) -> Image.Image:
 def main(dest: Path) -> None:
     models = {a: Stylizer.from_pretrained(a) for a in ARCHS}
     header = 24
-    cols = ["content", "style", *ARCHS]
+    cols = ["content", "style", "photonas", "photonas as a LUT", "photonet"]
     sheet = Image.new("RGB", (CELL * len(cols), header + CELL * len(PAIRS)), "white")
     draw = ImageDraw.Draw(sheet)
     for i, title in enumerate(cols):
@@ -50,10 +52,12 @@ def main(dest: Path) -> None:
     for row, (c, s) in enumerate(PAIRS):
         content, style = photo(c), photo(s)
         cells = [content, style]
-        for model in models.values():
-            with torch.no_grad():
-                out = model.stylize(pil_to_tensor(content), pil_to_tensor(style))
-            cells.append(tensor_to_pil(out[0]))
+        for arch, model in models.items():
+            cells.append(model.stylize_pil(content, style))
+            if arch == "photonas":
+                summary = model.style_cache(pil_to_tensor(style))
+                look = fit_look(model, [LoadedImage(np.asarray(content))], summary)
+                cells.append(Image.fromarray(look.lut.apply(np.asarray(content))))
         for col, img in enumerate(cells):
             sheet.paste(fit(img), (col * CELL, header + row * CELL))
     atomic_write(dest, lambda tmp: sheet.save(tmp, format="JPEG", quality=90))

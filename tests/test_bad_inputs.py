@@ -612,6 +612,7 @@ def test_video_stopped_by_sigterm_leaves_nothing_and_says_so(tmp_path, style, we
     out = tmp_path / "out.mp4"
     argv = [sys.executable, "-m", "stylenas_cli", "video", str(clip), "--style", str(style)]
     argv += ["-o", str(out), "--weights", str(weights_file), "--device", "cpu", "--quiet"]
+    argv += ["--mode", "frames"]  # the network on every frame: long enough to interrupt
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240

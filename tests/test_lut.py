@@ -260,3 +260,21 @@ def test_video_lut_mode_keeps_frames_rate_and_audio_and_finds_the_cut(
     assert "audio" in summary["streams_copied"]
     assert any("2 shot(s)" in n for n in summary["notes"])
     assert read_cube(cube).size == 33
+
+
+def test_the_api_applies_a_lut_to_paths_pil_images_and_arrays(tmp_path):
+    import stylenas_cli
+
+    lut = smooth_lut(17)
+    cube = write_cube(lut, tmp_path / "look.cube")
+    pixels = photo_array("astronaut", (80, 64))
+    want = lut.apply(pixels)
+    assert np.array_equal(stylenas_cli.apply_lut(pixels, cube), want)
+    assert np.array_equal(np.asarray(stylenas_cli.apply_lut(Image.fromarray(pixels), lut)), want)
+    floats = stylenas_cli.apply_lut(pixels.astype(np.float32) / 255, lut)
+    assert floats.dtype == np.float32 and np.abs(floats * 255 - want).max() < 0.51
+    src = tmp_path / "a.png"
+    Image.fromarray(pixels).save(src)
+    dest = stylenas_cli.apply_lut(src, cube)
+    assert dest == tmp_path / "a_stylized.png"
+    assert np.array_equal(np.asarray(Image.open(dest)), want)

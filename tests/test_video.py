@@ -131,7 +131,10 @@ def run_video(weights_file, style):
     """``stylenas video ARGS --style <photo> --weights <random decoder> --device cpu``."""
 
     def run(*args, with_style: bool = True):
+        # the per-frame pipeline's properties (--mode lut: test_lut.py)
         argv = [*map(str, args), "--weights", str(weights_file), "--device", "cpu"]
+        if "--mode" not in argv:
+            argv += ["--mode", "frames"]
         if with_style:
             argv += ["--style", str(style)]
         return CliRunner().invoke(video_command, argv)
@@ -551,7 +554,7 @@ def test_library_run_without_cli(tmp_path, clips, weights_file, style):
         clips["plain"],
         tmp_path / "o.mkv",  # another container than the input's
         style,
-        VideoConfig(preview=4, max_size=48),
+        VideoConfig(preview=4, max_size=48, mode="frames"),
         on_start=seen.append,
     )
     assert seen == [4] and result.frames == 4

@@ -20,6 +20,10 @@ _LAZY = {
     "StylenasError": "errors",
     "LiftConfig": "config",
     "stylize": "api",
+    "apply_lut": "api",
+    "Lut3D": "lut",
+    "read_lut": "lut",
+    "write_lut": "lut",
 }
 __all__ = [*_LAZY, "__version__"]
 

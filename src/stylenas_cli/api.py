@@ -5,6 +5,7 @@ network at the working size, lifted to full resolution; style statistics cached 
 >>> import stylenas_cli
 >>> out = stylenas_cli.stylize("photo.jpg", "ref.jpg")            # doctest: +SKIP
 >>> img = stylenas_cli.stylize(Image.open("a.png"), Image.open("b.png"), alpha=0.8)  # +SKIP
+>>> out = stylenas_cli.apply_lut("photo.jpg", "look.cube")         # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -26,8 +27,17 @@ from .config import (
     LiftConfig,
     TransferSettings,
 )
-from .images import ImageError, LoadedImage, pil_pixels, to_srgb, to_uint8
+from .images import (
+    ImageError,
+    LoadedImage,
+    load_image,
+    pil_pixels,
+    save_image,
+    to_srgb,
+    to_uint8,
+)
 from .jobs import stylize_files
+from .lut import Lut3D, read_lut
 from .model import Stylizer
 from .shape import check_side
 from .style import StyleCache
@@ -113,6 +123,33 @@ def stylize(
     if np.issubdtype(np.asarray(content).dtype, np.floating):
         return styled.astype(np.asarray(content).dtype) / 255.0
     return styled
+
+
+def apply_lut(
+    content: ImageLike,
+    lut: str | Path | Lut3D,
+    output: str | Path | None = None,
+    *,
+    overwrite: bool = False,
+) -> Path | Image.Image | np.ndarray:
+    """Map ``content`` through a 3D LUT (a ``.cube`` or HALD CLUT file, e.g. from ``stylenas
+    lut``, or a :class:`~stylenas_cli.lut.Lut3D`) at full resolution; what ``stylenas stylize
+    --lut`` does. ``content`` and the result as in :func:`stylize` (a path: written to
+    ``output``, default ``<stem>_stylized.<ext>`` beside it)."""
+    look = lut if isinstance(lut, Lut3D) else read_lut(lut)
+    if isinstance(content, str | Path):
+        content = Path(content)
+        [dest] = plan_image_outputs([content], output)
+        image = load_image(content)
+        save_image(look.apply(image.pixels), dest, image.alpha, overwrite)
+        return dest
+    image = _loaded(content, "content")
+    mapped = look.apply(image.pixels)
+    if isinstance(content, Image.Image):
+        return Image.fromarray(mapped, "RGB")
+    if np.issubdtype(content.dtype, np.floating):
+        return mapped.astype(content.dtype) / 255.0
+    return mapped
 
 
 def _loaded(image: Image.Image | np.ndarray, what: str) -> LoadedImage:
