@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 SHARED ?= ../shared
 SKIMAGE_DATA = $$($(PY) -c 'import skimage.data, os; print(os.path.dirname(skimage.data.__file__))')
 
-.PHONY: install demo test lint contact-sheet train-photonas train-photonet train-wct5 bench bench-speed bench-video bench-hires bench-batch bench-lut match-report sweep-lift soak search-demo search-demo-random prune-demo clean
+.PHONY: install demo test lint contact-sheet train-photonas train-photonet train-wct5 bench bench-speed bench-video bench-hires bench-batch bench-lut bench-throughput match-report sweep-lift soak search-demo search-demo-random prune-demo clean
 
 install: $(STAMP)
 
@@ -96,6 +96,11 @@ bench-batch: install
 ## per-frame (frames/s, flicker); contact sheet and report.json in runs/bench-lut/ (~40 min).
 bench-lut: install
 	$(PY) scripts/bench_lut.py --bench $(BENCH) --video $(VIDEO_CLIP) $(BENCH_LUT_ARGS)
+
+## Throughput in one run: the I/O floor (PIL decode + encode of a 12 MP JPEG), import torch,
+## one 12 MP photo process, N x 12 MP in one call, color-matcher MKL, 1080p video; ratios.
+bench-throughput: install
+	$(PY) scripts/bench_throughput.py --hires $(BENCH)/hires --video $(VIDEO_CLIP) $(BENCH_THROUGHPUT_ARGS)
 
 ## 500 generated photos and a 2-minute generated video with audio, one process each: resident
 ## memory and open file descriptors must stay flat (prints first/last/max). Not in `make test`.

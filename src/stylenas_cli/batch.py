@@ -9,7 +9,9 @@ checks made before anything runs are :mod:`.jobs`.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -234,25 +236,78 @@ def run_group(
             todo.append(job)
         else:
             emit(done)
-    for group in _same_size_groups(todo, cfg.batch_size):
-        loaded: list[tuple[Job, LoadedImage]] = []
-        labels = None
-        for job in group:
-            try:
-                img = load_image(job.content, cfg.max_size, cfg.max_pixels)
-                check_side(*img.size, f"{job.content}: image")
-                if job.content_mask:  # drawn at the photo's own size
-                    size = job.size or oriented_size(job.content) or img.size
-                    labels = load_labels(job.content_mask, size, cfg.max_pixels)
-                loaded.append((job, img))
-            except ImageError as err:
-                emit(Result(job.content, None, False, str(err)))
-        for sub in _split_by_size(loaded):
-            for r in _run_batch(model, sub, cache, cfg, alpha, labels):
-                emit(r)
-        del loaded
-        release_freed_memory()  # a long folder of mixed sizes must not grow the process
+    # Three stages overlap: a thread decodes the next photos (and makes their working copies),
+    # this one runs the network and the lift, a thread encodes and writes the results; both
+    # queues hold about a batch, so memory stays bounded whatever the folder's size.
+    pending: deque[Result | Future[Result]] = deque()
+    with ThreadPoolExecutor(1, "stylenas-write") as writer:
+
+        def drain(wait: bool) -> None:
+            while pending and (wait or _ready(pending[0]) or len(pending) > 2 * cfg.batch_size):
+                head = pending.popleft()
+                emit(head if isinstance(head, Result) else head.result())
+
+        batch: list[_Loaded] = []
+        for item in _prefetch(todo, cfg):
+            if item.error is not None:
+                pending.append(Result(item.job.content, None, False, item.error))
+                continue
+            new_size = bool(batch) and item.image.size != batch[0].image.size
+            if new_size or len(batch) >= cfg.batch_size:
+                pending.extend(_run_batch(model, batch, cache, cfg, alpha, writer))
+                batch = []
+                drain(False)
+            if new_size:
+                release_freed_memory()  # a long folder of mixed sizes must not grow the process
+            batch.append(item)
+        pending.extend(_run_batch(model, batch, cache, cfg, alpha, writer))
+        drain(True)
+    release_freed_memory()
     return results
+
+
+@dataclass
+class _Loaded:
+    """A job's photo as read: the full-size pixels, the working copy for the network
+    ``(1, 3, h, w)`` (None: the photo is no larger), a drawn label map; or why not."""
+
+    job: Job
+    image: LoadedImage | None = None
+    small: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
+    error: str | None = None
+
+
+def _load(job: Job, cfg: StylizeConfig) -> _Loaded:
+    try:
+        img = load_image(job.content, cfg.max_size, cfg.max_pixels)
+        check_side(*img.size, f"{job.content}: image")
+        labels = None
+        if job.content_mask:  # drawn at the photo's own size
+            size = job.size or oriented_size(job.content) or img.size
+            labels = load_labels(job.content_mask, size, cfg.max_pixels)
+        w, h = img.size
+        size = work_shape(h, w, cfg.work_size)
+        small = img.resized(*size) if size != (h, w) else None  # Lanczos from the 8-bit pixels
+        return _Loaded(job, img, small, labels)
+    except ImageError as err:
+        return _Loaded(job, error=str(err))
+
+
+def _prefetch(jobs: Sequence[Job], cfg: StylizeConfig) -> Iterator[_Loaded]:
+    """The jobs' photos loaded by a thread, in order, at most a batch ahead."""
+    with ThreadPoolExecutor(1, "stylenas-read") as reader:
+        ahead: deque[Future[_Loaded]] = deque()
+        for job in jobs:
+            ahead.append(reader.submit(_load, job, cfg))
+            if len(ahead) > cfg.batch_size:
+                yield ahead.popleft().result()
+        while ahead:
+            yield ahead.popleft().result()
+
+
+def _ready(item: Result | Future) -> bool:
+    return isinstance(item, Result) or item.done()
 
 
 def _style(model: Stylizer, style: Path, mask: Path | None, cfg: StylizeConfig, styles: dict):
@@ -265,69 +320,48 @@ def _style(model: Stylizer, style: Path, mask: Path | None, cfg: StylizeConfig, 
     return styles[key]
 
 
-def _same_size_groups(todo: list[Job], batch_size: int) -> Iterator[list[Job]]:
-    """Runs of same-size jobs (they come sorted by size), at most ``batch_size`` each."""
-    group: list[Job] = []
-    for job in todo:
-        if group and (job.size != group[0].size or len(group) >= batch_size):
-            yield group
-            group = []
-        group.append(job)
-    if group:
-        yield group
-
-
-def _split_by_size(loaded: list) -> Iterator[list]:
-    by: dict[tuple[int, int], list] = {}
-    for item in loaded:
-        by.setdefault(item[1].size, []).append(item)
-    yield from by.values()
-
-
-def _run_batch(model, items, cache, cfg: StylizeConfig, alpha: float, labels) -> list[Result]:
-    """Stylise same-size photos together; too big a batch runs one by one, and a photo
-    that cannot fit is reported (never a traceback)."""
+def _run_batch(
+    model, items: list[_Loaded], cache, cfg: StylizeConfig, alpha: float, writer: Executor
+) -> list[Result | Future[Result]]:
+    """Stylise same-size photos together and hand their outputs to ``writer``; too big a
+    batch runs one by one, and a photo that cannot fit is reported (never a traceback)."""
     if not items:
         return []
     t0 = time.perf_counter()
-    w, h = items[0][1].size
-    first = items[0][0].content
-    float_source = any(img.pixels.dtype != np.uint8 for _, img in items)
+    w, h = items[0].image.size
+    first = items[0].job.content
+    float_source = any(it.image.pixels.dtype != np.uint8 for it in items)
     try:
         check_fits(f"{first}", h, w, model.device, len(items), cfg.work_size, float_source)
-        images = [img for _, img in items]
-        out = stylize_images(
-            model, images, cache, alpha, labels, cfg.work_size, cfg.lift, cfg.transfer
-        )
+        images = [it.image for it in items]
+        small = None if items[0].small is None else torch.cat([it.small for it in items])
+        out = stylize_images(model, images, cache, alpha, items[0].labels, cfg.work_size,
+                             cfg.lift, cfg.transfer, small)  # fmt: skip
     except (RuntimeError, MemoryError, OutOfMemory) as err:
         if not is_oom(err):
             raise
         if len(items) > 1:  # retry one by one before giving up
-            return [
-                r for item in items for r in _run_batch(model, [item], cache, cfg, alpha, labels)
-            ]
+            return [r for it in items for r in _run_batch(model, [it], cache, cfg, alpha, writer)]
         hint = (
             "use a smaller --work-size or --max-size" if cfg.work_size else "use --work-size 1024"
         )
-        msg = (
-            str(err)
-            if isinstance(err, OutOfMemory)
-            else f"{first}: out of memory at {w}x{h}; {hint}"
-        )
-        return [Result(first, None, False, msg)]
+        too_big = f"{first}: out of memory at {w}x{h}; {hint}"
+        return [Result(first, None, False, str(err) if isinstance(err, OutOfMemory) else too_big)]
     seconds = (time.perf_counter() - t0) / len(items)
-    results = []
-    for (job, img), pixels in zip(items, out):
-        c, o = job.content, job.output
-        try:
-            save_image(pixels, o, img.alpha, cfg.overwrite)
-            dev = str(model.device)
-            results.append(Result(c, o, True, None, w, h, seconds, dev, notes=img.notes))
-        except OutputError as err:
-            results.append(Result(c, None, False, str(err)))
-        except (OSError, ImageError) as err:
-            results.append(Result(c, None, False, f"{o}: could not write output ({err})"))
-    return results
+    device = str(model.device)
+    return [writer.submit(_save, it, pixels, w, h, seconds, device, cfg.overwrite)
+            for it, pixels in zip(items, out)]  # fmt: skip
+
+
+def _save(item: _Loaded, pixels, w: int, h: int, seconds: float, device: str, overwrite: bool):
+    c, o = item.job.content, item.job.output
+    try:
+        save_image(pixels, o, item.image.alpha, overwrite)
+    except OutputError as err:
+        return Result(c, None, False, str(err))
+    except (OSError, ImageError) as err:
+        return Result(c, None, False, f"{o}: could not write output ({err})")
+    return Result(c, o, True, None, w, h, seconds, device, notes=item.image.notes)
 
 
 def stylize_images(
@@ -339,11 +373,13 @@ def stylize_images(
     work_size: int | None = DEFAULT_WORK_SIZE,
     lift: LiftConfig | None = None,
     settings: TransferSettings = DEFAULT_TRANSFER,
+    small: torch.Tensor | None = None,
 ) -> np.ndarray:
     """Same-size images -> ``(B, H, W, 3)`` uint8: the network at the working size (the
-    photos Lanczos-resized from their 8-bit pixels), its result lifted onto the
-    full-resolution pixels; ``work_size=None``: the network on every pixel. What ``stylenas
-    stylize`` writes, and what ``stylenas eval`` scores."""
+    photos Lanczos-resized from their 8-bit pixels, unless ``small`` brings those working
+    copies ``(B, 3, h, w)``), its result lifted onto the full-resolution pixels;
+    ``work_size=None``: the network on every pixel. What ``stylenas stylize`` writes, and
+    what ``stylenas eval`` scores."""
     w, h = images[0].size
     size = work_shape(h, w, work_size)
     if all(img.pixels.dtype == np.uint8 for img in images):
@@ -351,8 +387,7 @@ def stylize_images(
     else:
         parts = [img.rgb for img in images]
     full = parts[0] if len(parts) == 1 else torch.cat(parts)  # one photo: no copy at all
-    small = None
-    if size != (h, w):  # Lanczos from the 8-bit pixels: no full-size float copy
+    if small is None and size != (h, w):  # Lanczos from the 8-bit pixels: no float copy
         small = torch.cat([img.resized(*size) for img in images])
     out = np.empty((len(images), h, w, 3), np.uint8)
     model.stylize_at(

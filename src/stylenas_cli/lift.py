@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 N_COEFFS = 12  # A (3×3, row-major) then b (3)
-BAND_PIXELS = 1 << 18  # output pixels per band of the full-resolution apply (~50 MB of work)
+BAND_PIXELS = 1 << 18  # output pixels per band of one photo's apply (its planes: ~12 MiB)
 
 
 def downscale(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -178,23 +178,25 @@ def apply_coefficients(
     coeffs[:, 9:] *= top
     band_rows = band_rows or max(1, BAND_PIXELS // width)
     c0, c1, wx = _linear_taps(width, w, 0, width, image.device)
-    for y0 in range(0, height, band_rows):
-        y1 = min(height, y0 + band_rows)
-        r0, r1, wy = _linear_taps(height, h, y0, y1, image.device)
-        lo, hi = int(r0.min()), int(r1.max()) + 1
-        # Horizontal first, on the few coefficient rows this band needs: (B, 12, k, W).
-        slab = coeffs[:, :, lo:hi]
-        slab = torch.lerp(slab[..., c0], slab[..., c1], wx)
-        full = torch.lerp(slab[:, :, r0 - lo], slab[:, :, r1 - lo], wy.view(1, 1, -1, 1))
-        x = image[:, :, y0:y1].float()  # (B, 3, band, W)
-        res = full[:, 9:].clone()  # b, then += A·x one product at a time
-        for o in range(3):
-            for c in range(3):
-                res[:, o].addcmul_(full[:, 3 * o + c], x[:, c])
-        res.clamp_(0, top)
-        if out.dtype == torch.uint8:
-            res.add_(0.5)
-        out[:, :, y0:y1] = res.to(out.dtype)
+    for b in range(bsz):  # one photo at a time: a band's planes stay in the caches
+        for y0 in range(0, height, band_rows):
+            y1 = min(height, y0 + band_rows)
+            r0, r1, wy = _linear_taps(height, h, y0, y1, image.device)
+            lo, hi = int(r0.min()), int(r1.max()) + 1
+            # Horizontal first, on the few coefficient rows this band needs: (12, k, W).
+            slab = coeffs[b, :, lo:hi]
+            slab = torch.lerp(slab[..., c0], slab[..., c1], wx)
+            full = torch.lerp(slab[:, r0 - lo], slab[:, r1 - lo], wy.view(1, -1, 1))
+            x = image[b, :, y0:y1].float().contiguous()  # (3, band, W), planar
+            res = full[9:]  # b, then += A·x one product at a time (the planes are temporary)
+            for o in range(3):
+                for c in range(3):
+                    res[o].addcmul_(full[3 * o + c], x[c])
+            if out.dtype == torch.uint8:  # rounded: the truncation of v + 0.5
+                res.add_(0.5).clamp_(0.5, top + 0.5)
+            else:
+                res.clamp_(0, top)
+            out[b, :, y0:y1] = res.to(out.dtype)
     return out
 
 

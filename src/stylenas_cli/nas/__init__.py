@@ -6,6 +6,8 @@
   StyleNAS or P-step objectives on the run's validation data; the winner's final training.
 - :mod:`.rundir` — a run directory on disk, durable across crashes and resumable.
 - :mod:`.run` — a whole search or prune from Python: :func:`search`, :func:`prune`.
+- :mod:`.supernet` — a weight-sharing PhotoNet supernet: any genotype's decoder inherits
+  its weights (:func:`inherit`, :func:`decoder_for`); :func:`train_supernet` fine-tunes it.
 """
 
 from .evolution import (
@@ -42,6 +44,16 @@ from .objectives import (
 )
 from .run import PruneConfig, RunConfig, SearchConfig, prune, search
 from .rundir import Plan, Run, RunError, execute, plot_pareto
+from .supernet import (
+    SuperDecoder,
+    SupernetConfig,
+    SupernetError,
+    decoder_for,
+    export_supernet,
+    inherit,
+    sandwich,
+    train_supernet,
+)
 
 __all__ = [
     "PSTEP_WEIGHTS",
@@ -61,12 +73,18 @@ __all__ = [
     "SearchError",
     "Serial",
     "StyleNASObjective",
+    "SuperDecoder",
+    "SupernetConfig",
+    "SupernetError",
     "TrainSettings",
     "best",
+    "decoder_for",
     "derive_seed",
     "dominates",
     "evolve",
     "execute",
+    "export_supernet",
+    "inherit",
     "make_executor",
     "mutate",
     "pareto_front",
@@ -78,8 +96,10 @@ __all__ = [
     "random_genotype",
     "random_search",
     "resolve_precision",
+    "sandwich",
     "scalarise",
     "search",
     "short_train",
+    "train_supernet",
     "train_winner",
 ]
