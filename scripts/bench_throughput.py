@@ -31,21 +31,22 @@ BIN = Path(sys.executable).parent
 TIME = "/usr/bin/time"
 
 
-def timed(argv: list[str], **kw) -> dict:
-    """One process: wall seconds and peak RSS (MiB)."""
+def timed(argv: list[str], any_exit: bool = False, **kw) -> dict:
+    """One process: wall seconds and peak RSS (MiB); ``any_exit``: its exit code is not
+    checked (color-matcher exits 1 after writing its result)."""
     with tempfile.NamedTemporaryFile(suffix=".rss") as rss:
         t0 = time.perf_counter()
         run = subprocess.run([TIME, "-f", "%M", "-o", rss.name, *argv], capture_output=True,
                              text=True, check=False, **kw)  # fmt: skip
         wall = time.perf_counter() - t0
         kib = Path(rss.name).read_text().split()[-1] if Path(rss.name).stat().st_size else "0"
-    if run.returncode != 0:
+    if run.returncode != 0 and not any_exit:
         raise SystemExit(f"{' '.join(argv)} failed: {run.stderr.strip().splitlines()[-1:]}")
     return {"wall_s": round(wall, 3), "peak_mib": round(int(kib) / 1024, 1), "stdout": run.stdout}
 
 
-def best_of(argv: list[str], runs: int, **kw) -> dict:
-    results = [timed(argv, **kw) for _ in range(runs)]
+def best_of(argv: list[str], runs: int, any_exit: bool = False, **kw) -> dict:
+    results = [timed(argv, any_exit, **kw) for _ in range(runs)]
     return min(results, key=lambda r: r["wall_s"])
 
 
@@ -62,6 +63,27 @@ def io_floor(photo: Path, runs: int = 5) -> dict:
         enc.append(time.perf_counter() - t0)
     return {"decode_s": round(min(dec), 3), "encode_s": round(min(enc), 3),
             "floor_s": round(min(dec) + min(enc), 3)}  # fmt: skip
+
+
+HEAVY = ("scipy", "skimage", "ray", "sklearn", "cv2", "matplotlib", "pandas")
+
+
+def import_profile(argv: list[str], env: dict) -> dict:
+    """``python -X importtime`` of one command: its import seconds in all, torch's, and
+    which heavy optional packages it imported (none should be, for a plain stylize)."""
+    run = subprocess.run([sys.executable, "-X", "importtime", *argv], capture_output=True,
+                         text=True, check=True, env=env)  # fmt: skip
+    top: dict[str, int] = {}
+    for line in run.stderr.splitlines():
+        if not line.startswith("import time:") or "cumulative" in line:
+            continue
+        _, cumulative, raw = line[len("import time:") :].split("|")
+        name = raw.strip()
+        if raw[: len(raw) - len(raw.lstrip())] == " ":  # top level: nested ones are indented
+            top[name] = top.get(name, 0) + int(cumulative)
+    heavy = sorted({n.split(".")[0] for n in top} & set(HEAVY))
+    return {"imports_s": round(sum(top.values()) / 1e6, 3),
+            "torch_s": round(top.get("torch", 0) / 1e6, 3), "heavy_imported": heavy}  # fmt: skip
 
 
 def make_photos(src: Path, folder: Path, n: int) -> list[Path]:
@@ -115,16 +137,25 @@ def main() -> None:
                str(tmp / "one.jpg"), "--overwrite", "-q"]  # fmt: skip
         timed(one, env=env)  # fills the style cache
         report["one_photo"] = best_of(one, args.runs, env=env)
+        report["startup"] = import_profile(["-m", "stylenas_cli", *one[1:]], env)
+        with Image.open(photos[0]) as img:  # 8K: peak memory of a single photo
+            img.resize((7680, 4320), Image.Resampling.BILINEAR).save(tmp / "8k.jpg", quality=95)
+        eight_k = [stylenas, "stylize", str(tmp / "8k.jpg"), "--style", str(style), "-o",
+                   str(tmp / "8k_out.jpg"), "--overwrite", "-q"]  # fmt: skip
+        report["photo_8k"] = timed(eight_k, env=env)
         batch = [stylenas, "stylize", str(tmp / "in"), "--style", str(style), "-o",
                  str(tmp / "out") + "/", "--overwrite", "-q"]  # fmt: skip
         report["batch"] = timed(batch, env=env) | {"photos": args.n}
         try:
             import color_matcher  # noqa: F401
 
-            mkl = [str(BIN / "color-matcher"), "-s", str(photos[0]), "-r", str(style), "-m",
-                   "mkl", "-d", str(tmp / "mkl")]  # fmt: skip
-            (tmp / "mkl").mkdir()
-            report["color_matcher_mkl"] = best_of(mkl, args.runs)  # its own process
+            (tmp / "mkl").mkdir()  # it writes its result beside the source
+            src = tmp / "mkl" / photos[0].name
+            src.write_bytes(photos[0].read_bytes())
+            mkl = [str(BIN / "color-matcher"), "-s", str(src), "-r", str(style), "-m", "mkl"]
+            report["color_matcher_mkl"] = best_of(mkl, args.runs, any_exit=True)
+            if not (tmp / "mkl" / f"{src.stem}_mkl.jpg").is_file():
+                raise SystemExit("color-matcher wrote no result")
         except ImportError:
             report["color_matcher_mkl"] = None
         if args.video.is_file():

@@ -645,7 +645,7 @@ def test_search_killed_with_sigkill_resumes_without_losing_a_record(tmp_path):
     argv = [sys.executable, "-m", "stylenas_cli", "search", "--train-data", str(train)]
     argv += ["--val-pairs", str(pairs), "-o", str(out), "--population", "2", "--sample", "1"]
     argv += ["--train-steps", "2", "--image-size", "48", "--val-size", "48", "--batch", "2"]
-    argv += ["--val-photos", "1", "--device", "cpu", "--seed", "3"]
+    argv += ["--val-photos", "1", "--device", "cpu", "--seed", "3", "--proxy", "train"]
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     records = out / "records.jsonl"
 

@@ -183,6 +183,7 @@ def test_a_search_runs_from_python(photo_dir, pairs_dir, tmp_path):
         train_steps=1,
         image_size=32,
         batch=1,
+        proxy="train",
         device="cpu",
         final_steps=1,
         val_photos=1,

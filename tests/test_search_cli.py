@@ -47,7 +47,7 @@ def test_search_cli_end_to_end(photo_dir, pairs_dir, tmp_path):
         *("--train-data", photo_dir, "--val-pairs", pairs_dir, "-o", out),
         *("--budget", 3, "--population", 2, "--sample", 1, "--train-steps", 2),
         *("--image-size", 48, "--val-size", 48, "--batch", 2, "--val-photos", 1),
-        *("--device", "cpu", "--json"),
+        *("--device", "cpu", "--json", "--proxy", "train"),
     ]
     result = CliRunner().invoke(search_command, list(map(str, args)))
     assert result.exit_code == 0, result.output

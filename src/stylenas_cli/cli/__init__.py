@@ -16,7 +16,7 @@ from .eval import bench_speed_command, eval_command
 from .lut import lut_command
 from .search import prune_command, search_command
 from .stylize import stylize_command
-from .train import train_command
+from .train import supernet_command, train_command
 from .video import eval_video_command, video_command
 
 
@@ -47,6 +47,7 @@ for _command in (
     lut_command,
     video_command,
     train_command,
+    supernet_command,
     arch_command,
     eval_command,
     eval_video_command,

@@ -215,35 +215,60 @@ def _execute(kind: str, job, config, quiet: bool, as_json: bool) -> None:
     default=8,
     help="Held-aside training photos the reconstruction loss is measured on.",
 )
-@click.option("--w-recon", type=WEIGHT, default=1.0, help="Weight of the reconstruction loss.")
+@click.option(
+    "--proxy",
+    type=click.Choice(["supernet", "train"]),
+    default="supernet",
+    help="supernet: each candidate's decoder inherited from the supernet and scored on pairs "
+    "of held-aside training photos (no training, seconds each; --val-pairs and the training "
+    "options are unused); train: each candidate trained --train-steps, then scored on "
+    "--val-pairs.",
+)
+@click.option(
+    "--supernet",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Supernet weights for --proxy supernet (`stylenas supernet` writes them). "
+    "Default: the shipped weights/supernet.pt.",
+)
+@click.option(
+    "--w-recon", type=WEIGHT, default=1.0,
+    help="Weight of the reconstruction loss (--proxy train).",
+)  # fmt: skip
 @click.option("--w-gram", type=WEIGHT, default=1.0, help="Weight of the stylisation Gram loss.")
 @click.option("--w-ssim", type=WEIGHT, default=1.0, help="Weight of 1 − SSIM to the content.")
+@click.option(
+    "--w-lab", type=WEIGHT, default=0.1,
+    help="Weight of the Lab Wasserstein distance to the style (--proxy supernet).",
+)  # fmt: skip
 @click.option("--w-gflops", type=WEIGHT, default=0.001, help="Weight of GFLOPs at 512×512.")
 @click.option("--w-params", type=WEIGHT, default=0.0, help="Weight of millions of parameters.")
-@click.option("--w-time", type=WEIGHT, default=0.0, help="Weight of seconds per megapixel.")
+@click.option(
+    "--w-time", type=WEIGHT, default=0.0,
+    help="Weight of measured time: decoder seconds at 384×288 (supernet), seconds per "
+    "megapixel (train).",
+)  # fmt: skip
 def search_command(
-    w_recon, w_gram, w_ssim, w_gflops, w_params, w_time, quiet, as_json, **opts
+    w_recon, w_gram, w_ssim, w_lab, w_gflops, w_params, w_time, quiet, as_json, **opts
 ) -> None:
     """StyleNAS: evolve decoder architectures (SPEC §5) and write a run directory.
 
-    Each candidate is trained briefly for reconstruction, then scored on reconstruction,
-    stylisation (Gram loss, SSIM) and cost; the fittest by the weighted sum wins and the
-    Pareto front of cost vs quality is plotted.
+    Each candidate is scored on stylisation with the shipped pipeline (SSIM to the content,
+    Gram and Lab distance to the style) and cost; the fittest by the weighted sum wins and
+    the Pareto front of cost vs quality is plotted and printed. With the default supernet
+    proxy a candidate costs seconds; with --proxy train it is trained first.
 
     \b
-    stylenas search -o runs/search --budget 24 --workers 2
+    stylenas search -o runs/search --budget 200 --population 50 --sample 10
     stylenas stylize photo.jpg style.jpg --arch runs/search/best.json
     """
     from ..nas import SearchConfig, search
 
-    weights = {
-        "recon": w_recon,
-        "gram": w_gram,
-        "dssim": w_ssim,
-        "gflops": w_gflops,
-        "params_m": w_params,
-        "sec_per_mp": w_time,
-    }
+    common = {"gram": w_gram, "dssim": w_ssim, "gflops": w_gflops, "params_m": w_params}
+    if opts["proxy"] == "supernet":
+        weights = common | {"lab_w1": w_lab, "net_seconds": w_time}
+    else:
+        weights = common | {"recon": w_recon, "sec_per_mp": w_time}
     _execute("search", search, SearchConfig(**opts, weights=weights), quiet, as_json)
 
 

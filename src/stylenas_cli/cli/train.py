@@ -172,3 +172,109 @@ def train_command(
     click.echo(str(ckpt))
     if export:
         click.echo(str(export_weights(ckpt, export)))
+
+
+@command("supernet", interrupted="interrupted; resume with --resume")
+@click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("runs/supernet"),
+    help="Run directory (checkpoint last.pt).",
+)
+@click.option("--steps", type=click.IntRange(min=1), default=2000, help="Optimiser steps.")
+@click.option("--batch", type=click.IntRange(min=1), default=8, help="Photos per step.")
+@click.option("--size", type=click.IntRange(min=32), default=128, help="Random crop side (px).")
+@click.option(
+    "--subnets",
+    type=click.IntRange(min=0),
+    default=2,
+    help="Random sub-networks per step, besides the largest (photonet) and the smallest.",
+)
+@click.option(
+    "--lr", type=Finite(min=0, min_open=True), default=1e-4,
+    help="Peak learning rate (warm-up, cosine); low, the weights start trained.",
+)  # fmt: skip
+@click.option(
+    "--pixel-weight",
+    type=Finite(min=0),
+    default=50.0,
+    help="Weight of the pixel MSE against the mean perceptual term.",
+)
+@click.option(
+    "--levels",
+    default="relu1_1,relu2_1,relu3_1",
+    callback=_levels,
+    help="Encoder levels of the perceptual loss, comma-separated ('' = none).",
+)
+@precision_option("auto", "the training step", training=True)
+@device_option
+@click.option(
+    "--checkpoint-every",
+    type=click.IntRange(min=1),
+    default=50,
+    help="Save a checkpoint every N steps.",
+)
+@click.option(
+    "--init",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="PhotoNet weights to start from (default: the shipped photonet).",
+)
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
+@click.option("--seed", type=int, default=0, help="Random seed.")
+@click.option(
+    "--export",
+    type=click.Path(path_type=Path),
+    help="After training, write the supernet's fp16 weights to this file.",
+)
+def supernet_command(
+    data, out, steps, batch, size, subnets, lr, pixel_weight, levels, precision, device,
+    checkpoint_every, init, resume, seed, export,
+) -> None:  # fmt: skip
+    """Fine-tune PhotoNet as a weight-sharing supernet on the photos in DATA.
+
+    Every step trains the largest sub-network (photonet), the smallest and --subnets random
+    ones on one batch; afterwards any genotype's decoder can be cut from the shared weights
+    (`stylenas search --proxy supernet`). Ctrl-C or SIGTERM saves a checkpoint in --out
+    first; rerun with --resume to continue."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ..device import use_all_cores
+    from ..nas.supernet import SupernetConfig, export_supernet, train_supernet
+
+    cfg = SupernetConfig(
+        str(data),
+        str(out),
+        steps=steps,
+        batch=batch,
+        size=size,
+        lr=lr,
+        k=subnets,
+        pixel_weight=pixel_weight,
+        levels=levels,
+        init=str(init) if init else None,
+        seed=seed,
+        checkpoint_every=checkpoint_every,
+        device=device,
+        precision=precision,
+    )
+    use_all_cores()
+    columns = (
+        TextColumn("[bold]supernet"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console(), transient=False) as bar:
+        task = bar.add_task("supernet", total=steps, info="")
+
+        def on_step(step: int, info: dict) -> None:
+            largest, smallest = info["losses"][:2]
+            bar.update(task, completed=step, info=f"loss {largest:.4f} … {smallest:.4f}")
+
+        ckpt = train_supernet(cfg, resume, log=lambda m: bar.console.print(m), on_step=on_step)
+    click.echo(str(ckpt))
+    if export:
+        click.echo(str(export_supernet(ckpt, export)))

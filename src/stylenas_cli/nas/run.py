@@ -30,7 +30,7 @@ from ..genotype import SEARCHABLE_BITS, Genotype, resolve
 from ..model import Stylizer
 from ..raycluster import CONNECT_TIMEOUT
 from ..train import list_images
-from ..weights import resolve_arch_and_weights, sha256_of
+from ..weights import resolve_arch_and_weights, sha256_of, weights_dir
 from .evolution import Result, SearchError, make_executor
 from .objectives import (
     PSTEP_WEIGHTS,
@@ -42,7 +42,9 @@ from .objectives import (
     prepare_stylenas,
     train_winner,
 )
+from .proxy import PROXY_WEIGHTS, SupernetObjective, prepare_proxy
 from .rundir import Plan, Run, execute
+from .supernet import WEIGHT_BITS, without_transfers
 
 AXES = ("gflops", "quality")  # (cost, quality) of the Pareto plot
 
@@ -88,12 +90,32 @@ class RunConfig:
     final_steps: int = 0  # then train the winner this many more steps into <out>/winner.pt
 
 
+PROXIES = ("supernet", "train")
+SUPERNET_FILE = "supernet.pt"  # in the shipped weights folder
+
+
 @dataclass
 class SearchConfig(RunConfig):
-    """StyleNAS: every searchable bit, scored on reconstruction, stylisation and cost."""
+    """StyleNAS. ``proxy`` "supernet": every weight bit, each candidate's decoder inherited
+    from ``supernet`` and scored on validation pairs of held-aside training photos
+    (``val_pairs`` unused); "train": every searchable bit, each candidate trained
+    ``train_steps`` and scored on reconstruction, stylisation of ``val_pairs`` and cost."""
 
     val_photos: int = 8  # held-aside training photos the reconstruction loss is measured on
-    weights: dict[str, float] = field(default_factory=lambda: dict(STYLENAS_WEIGHTS))
+    weights: dict[str, float] | None = None  # None: the proxy's defaults
+    proxy: str = "supernet"
+    supernet: str | Path | None = None  # None: the shipped weights/supernet.pt
+
+
+def supernet_file(path: str | Path | None) -> Path:
+    """``path``, or the shipped supernet weights; a one-line error when missing."""
+    path = Path(path) if path else weights_dir() / SUPERNET_FILE
+    if not path.is_file():
+        raise SearchError(
+            f"supernet weights not found: {path} (train them with `stylenas supernet` "
+            "or pass --proxy train)"
+        )
+    return path.resolve()
 
 
 @dataclass
@@ -126,7 +148,11 @@ def search(
     """StyleNAS (SPEC §5): search decoder architectures in ``config.out``; returns the
     summary (module docstring). ``log`` gets the winner's training messages."""
     include = _genotypes(config.include)
-    weights = dict(config.weights)
+    if config.proxy not in PROXIES:
+        raise SearchError(f"unknown proxy {config.proxy!r}; use one of {', '.join(PROXIES)}")
+    if config.proxy == "supernet":
+        return _supernet_search(config, include, _Hooks(on_start, on_result, on_step, log))
+    weights = dict(config.weights or STYLENAS_WEIGHTS)
 
     def prepare(run: Run, settings: TrainSettings, val_pairs: str):
         prepare_stylenas(
@@ -135,9 +161,31 @@ def search(
         objective = StyleNASObjective(str(run.path.resolve()), settings, weights, seed=config.seed)
         return objective, SEARCHABLE_BITS, f"StyleNAS {config.strategy}"
 
-    extra = {"weights": weights, "val_photos": config.val_photos}
+    extra = {"weights": weights, "val_photos": config.val_photos, "proxy": "train"}
     hooks = _Hooks(on_start, on_result, on_step, log)
     return _run("search", config, include, extra, prepare, hooks)
+
+
+def _supernet_search(config: SearchConfig, include: tuple[Genotype, ...], hooks: _Hooks) -> dict:
+    """The search with the supernet proxy: no candidate is trained."""
+    weights = dict(config.weights or PROXY_WEIGHTS)
+    _check_folder(config.train_data, "training data")  # the first thing a user gets wrong
+    supernet = supernet_file(config.supernet)
+    include = tuple(without_transfers(g) for g in include)  # the space it searches
+
+    def prepare(run: Run, settings: TrainSettings, val_pairs: str):
+        prepare_proxy(run.path, settings.data, config.val_count, config.val_size)
+        objective = SupernetObjective(
+            str(run.path.resolve()), str(supernet), settings, weights, seed=config.seed
+        )
+        return objective, WEIGHT_BITS, f"StyleNAS {config.strategy} (supernet proxy)"
+
+    extra = {
+        "weights": weights,
+        "proxy": "supernet",
+        "supernet": f"{supernet}:{sha256_of(supernet)}",
+    }
+    return _run("search", config, include, extra, prepare, hooks, pairs=False)
 
 
 def prune(
@@ -185,16 +233,18 @@ def _run(
     extra: dict,
     prepare: Prepare,
     hooks: _Hooks,
+    pairs: bool = True,
 ) -> dict:
     """What both share: check the data, open the run, search, train the winner.
 
     ``prepare(run, settings, val_pairs)`` writes the run's validation data and returns
-    (objective, search space, plot title)."""
+    (objective, search space, plot title). ``pairs``: the objective reads ``val_pairs``."""
     t0 = time.perf_counter()
     train_data = _check_folder(config.train_data, "training data")
-    val_pairs = _check_folder(config.val_pairs, "validation pairs")
+    val_pairs = _check_folder(config.val_pairs, "validation pairs") if pairs else ""
     list_images(train_data)  # fail on bad data before creating the run
-    find_pairs(val_pairs)
+    if pairs:
+        find_pairs(val_pairs)
     settings = TrainSettings(
         data=train_data,
         steps=config.train_steps,

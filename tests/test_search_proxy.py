@@ -1,0 +1,187 @@
+"""The supernet proxy (nas/proxy.py), the search with it, and the strategy comparison on a
+toy fitness (nas/compare.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import statistics
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from conftest import write_photo
+from stylenas_cli.decoder import Decoder
+from stylenas_cli.genotype import N_BITS, NAMED, Genotype
+from stylenas_cli.nas import SearchConfig, SearchError, search
+from stylenas_cli.nas.compare import ScoreBook, best_so_far, compare_strategies, run_strategy
+from stylenas_cli.nas.evolution import Scores, random_genotype
+from stylenas_cli.nas.objectives import TrainSettings
+from stylenas_cli.nas.proxy import (
+    PROXY_WEIGHTS,
+    SupernetObjective,
+    prepare_proxy,
+    score_pairs,
+    supernet_state,
+)
+from stylenas_cli.nas.supernet import PHOTONET, WEIGHT_BITS, inherit, without_transfers
+
+pytestmark = pytest.mark.usefixtures("one_thread", "fast_encoder")
+
+
+@pytest.fixture(scope="module")
+def train_dir(tmp_path_factory) -> Path:
+    """41 small photos: every 20th (00, 20, 40) is held aside, enough for one pair."""
+    d = tmp_path_factory.mktemp("train")
+    for k in range(41):
+        write_photo(d / f"{k:02d}.jpg", (56, 48), ("astronaut", "coffee")[k % 2])
+    return d
+
+
+@pytest.fixture(scope="module")
+def supernet_file(tmp_path_factory, weights_file) -> Path:
+    """A PhotoNet-layout supernet file with random weights (the fixture's photonas ones
+    do not fit: a supernet is PhotoNet)."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("supernet") / "supernet.pt"
+    state = {k: v.half() for k, v in Decoder(PHOTONET).state_dict().items()}
+    torch.save({"genotype": str(PHOTONET), "state_dict": state}, path)
+    return path
+
+
+def test_prepare_proxy_uses_only_held_aside_photos(train_dir, tmp_path):
+    path = prepare_proxy(tmp_path, train_dir, pairs=1, size=32)
+    v = torch.load(path, weights_only=True)
+    assert v["contents"].shape == v["styles"].shape == (1, 3, 32, 32)
+    assert v["names"] == ["00+20"]  # held aside: every 20th training photo
+    assert prepare_proxy(tmp_path, train_dir, pairs=1, size=32) == path  # reused
+    with pytest.raises(SearchError, match="holds aside 3 photos: too few for 2 pairs"):
+        prepare_proxy(tmp_path / "b", train_dir, pairs=2, size=32)
+
+
+def test_supernet_objective_scores_the_inherited_decoder(train_dir, supernet_file, tmp_path):
+    from stylenas_cli.model import Stylizer
+
+    prepare_proxy(tmp_path, train_dir, pairs=1, size=32)
+    settings = TrainSettings(str(train_dir), device="cpu")
+    objective = SupernetObjective(str(tmp_path), str(supernet_file), settings, timing_runs=1)
+    genotype = NAMED["photonas"]
+    scores = objective(genotype)
+    o = scores.objectives
+    assert set(o) >= {"dssim", "gram", "lab_w1", "gflops", "params_m", "net_seconds", "quality"}
+    assert all(math.isfinite(v) for v in o.values()) and 0 <= o["dssim"] <= 2
+    assert o["net_seconds"] > 0 and o["lab_w1"] >= 0 and o["gram"] >= 0
+    assert scores.fitness == pytest.approx(sum(w * o[k] for k, w in PROXY_WEIGHTS.items()))
+    # The candidate checkpoint holds exactly the inherited tensors, and a stand-alone
+    # Stylizer loaded from it scores the same pairs the same.
+    ck = torch.load(tmp_path / scores.info["checkpoint"], weights_only=True)
+    want = inherit(supernet_state(supernet_file), genotype)
+    assert ck["state_dict"].keys() == want.keys()
+    assert all(torch.equal(ck["state_dict"][k], want[k].half()) for k in want)
+    alone = Stylizer.from_pretrained(str(genotype), tmp_path / scores.info["checkpoint"], "cpu")
+    alone.weights_id = None
+    v = torch.load(tmp_path / "validation.pt", weights_only=True)
+    # fp16 on disk: the same network up to the rounding of its weights
+    for k, x in score_pairs(alone, v["contents"], v["styles"]).items():
+        assert x == pytest.approx(o[k], rel=0.05, abs=0.02), k
+
+
+def test_a_supernet_search_runs_end_to_end(train_dir, supernet_file, tmp_path):
+    from stylenas_cli.model import Stylizer
+
+    out = tmp_path / "run"
+    config = SearchConfig(
+        out, train_dir, tmp_path / "unused", val_count=1, val_size=32, population=2,
+        sample=1, budget=3, supernet=supernet_file, device="cpu",
+    )  # fmt: skip
+    summary = search(config, log=lambda m: None)
+    records = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
+    # --include photonas: its decoder (transfer bits off: the shipped pipeline has none)
+    assert len(records) == 3
+    assert records[0]["genotype"] == str(without_transfers(NAMED["photonas"]))
+    for r in records:  # the proxy searches the weight bits only
+        g = Genotype(r["genotype"])
+        assert all(g.bits[i] == "0" for i in range(N_BITS) if i not in WEIGHT_BITS)
+        assert "lab_w1" in r["objectives"] and r["error"] is None
+    assert json.loads((out / "config.json").read_text())["proxy"] == "supernet"
+    st = Stylizer.from_pretrained(str(out / "best.json"), device="cpu")
+    assert str(st.genotype) == summary["genotype"]
+
+
+def test_search_cli_refuses_a_missing_supernet(train_dir, tmp_path):
+    from stylenas_cli.cli.search import search_command
+
+    missing = tmp_path / "nope.pt"
+    args = ["--train-data", str(train_dir), "--supernet", str(missing), "-o", str(tmp_path / "r")]
+    result = CliRunner().invoke(search_command, args)
+    assert result.exit_code == 1
+    assert result.output.strip().startswith(f"error: supernet weights not found: {missing}")
+    assert not (tmp_path / "r").exists()
+
+
+# --- strategies on a toy fitness --------------------------------------------------------------
+
+
+def _toy(target: Genotype):
+    """Hamming distance to a hidden genotype over the weight bits: a landscape where local
+    moves help (what evolution bets on), known optimum 0."""
+
+    def evaluate(g: Genotype) -> Scores:
+        d = sum(g.bits[i] != target.bits[i] for i in WEIGHT_BITS)
+        return Scores({"d": float(d)}, float(d))
+
+    return evaluate
+
+
+def test_evolution_beats_random_on_a_smooth_toy_fitness_over_seeds():
+    target = random_genotype(random.Random(7), WEIGHT_BITS)
+    report = compare_strategies(
+        _toy(target), budget=120, seeds=range(5), space=WEIGHT_BITS, population=20, sample=5
+    )
+    for strategy in ("evolution", "random"):
+        r = report[strategy]
+        assert len(r["curves"]) == 5 and all(len(c) == 120 for c in r["curves"])
+        assert all(a >= b for c in r["curves"] for a, b in zip(c, c[1:]))  # best so far
+        assert r["mean"][-1] == pytest.approx(statistics.fmean(r["final"]))
+    evo, rnd = report["evolution"]["final"], report["random"]["final"]
+    assert statistics.fmean(evo) < statistics.fmean(rnd) - 1  # by more than a bit
+    assert report["evolution"]["curves"][0] != report["evolution"]["curves"][1]  # seeds differ
+
+
+def test_a_strategy_run_is_reproducible_and_counts_distinct_models():
+    evaluate = _toy(NAMED["photonas"])
+    a = run_strategy("evolution", evaluate, 30, seed=3, space=WEIGHT_BITS, population=5, sample=2)
+    b = run_strategy("evolution", evaluate, 30, seed=3, space=WEIGHT_BITS, population=5, sample=2)
+    assert [r.genotype for r in a] == [r.genotype for r in b]
+    assert len({r.genotype for r in a}) == 30
+    with pytest.raises(ValueError, match="unknown strategy"):
+        run_strategy("annealing", evaluate, 3, 0, WEIGHT_BITS)
+
+
+def test_score_book_memoises_on_disk_and_survives_a_torn_line(tmp_path):
+    calls = []
+
+    def evaluate(g: Genotype) -> Scores:
+        calls.append(g)
+        return Scores({"n": float(g.n_on)}, float(g.n_on)) if g.n_on else Scores.failure("x")
+
+    path = tmp_path / "scores.jsonl"
+    book = ScoreBook(evaluate, path)
+    g1, g0 = NAMED["photonas"], Genotype("0" * N_BITS)
+    assert book(g1).fitness == g1.n_on and book(g1).fitness == g1.n_on and len(calls) == 1
+    assert book(g0).failed
+    with path.open("a") as f:
+        f.write('{"genotype": "01')  # a run killed mid-write
+    again = ScoreBook(evaluate, path)
+    assert again(g1).fitness == g1.n_on and again(g0).fitness == math.inf
+    assert len(calls) == 2 and again.new == 0
+
+
+def test_best_so_far_follows_proposal_order():
+    from stylenas_cli.nas.evolution import Result
+
+    results = [Result(NAMED["photonas"], Scores({}, f), index=i) for i, f in [(1, 2.0), (0, 3.0)]]
+    assert best_so_far(results) == [3.0, 2.0]
