@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 SHARED ?= ../shared
 SKIMAGE_DATA = $$($(PY) -c 'import skimage.data, os; print(os.path.dirname(skimage.data.__file__))')
 
-.PHONY: install demo test lint contact-sheet train-photonas train-photonet train-wct5 train-supernet bench bench-speed bench-video bench-hires bench-batch bench-lut bench-throughput match-report sweep-lift soak search-demo search-demo-random prune-demo clean
+.PHONY: install demo test lint contact-sheet train-photonas train-photonet train-wct5 train-supernet bench bench-speed bench-video bench-hires bench-batch bench-lut bench-throughput match-report sweep-lift soak search-demo search-demo-random search-compare proxy-fidelity prune-demo clean
 
 install: $(STAMP)
 
@@ -56,8 +56,8 @@ train-wct5: install
 		--steps $(or $(STEPS),3000) --batch 8 --size 128 --lr 5e-4 --pixel-weight 50 \
 		--levels relu1_1,relu2_1,relu3_1 --checkpoint-every 100 --val-every 250
 
-## The search's supernet (issue: weight sharing): PhotoNet fine-tuned with the sandwich rule,
-## from the shipped photonet; ~4 s a step on 2 cores. Exported to weights/supernet.pt.
+## The search's weight-sharing supernet: PhotoNet fine-tuned with the sandwich rule from the
+## shipped photonet, ~4 s a step on 2 cores; exported to weights/supernet.pt.
 train-supernet: install
 	$(STYLENAS) supernet $(SHARED)/data/train -o runs/supernet --resume \
 		--steps $(or $(STEPS),1000) --batch 4 --size 128 --subnets 2 --lr 1e-4 \
@@ -123,23 +123,43 @@ match-report: install
 sweep-lift: install
 	$(PY) scripts/sweep_lift.py $(BENCH)/stylenas $(BENCH)/dpst -o runs/sweep/dev.csv
 
-## Architecture search on the CPU (~20-30 min each on 2 cores): population 8, 24 models, 2 workers.
-SEARCH_DEMO = --population 8 --sample 3 --budget 24 --workers 2 --image-size 64 --batch 4 \
-	--val-size 128 --val-count 4 --device cpu --train-data $(SHARED)/data/train \
-	--val-pairs $(SHARED)/data/bench/stylenas --resume
+## Architecture search on the CPU with the supernet proxy (no candidate trained): aging
+## evolution, population 50, sample 10, 200 models; then the winner stylises a sample pair.
+SEARCH_DEMO = --population 50 --sample 10 --budget 200 --val-size 128 --val-count 4 \
+	--device cpu --train-data $(SHARED)/data/train --resume
 
 search-demo: install
-	$(STYLENAS) search $(SEARCH_DEMO) --train-steps 120 -o runs/search-demo
+	$(STYLENAS) search $(SEARCH_DEMO) -o runs/search-demo
 	$(STYLENAS) stylize $(SKIMAGE_DATA)/chelsea.png --style $(SKIMAGE_DATA)/coffee.png \
 		--arch runs/search-demo/best.json -o demo/search_chelsea_coffee.png --overwrite
 
-## The same budget and seed with random search (for the README's comparison).
+## The same budget and seed with random search.
 search-demo-random: install
-	$(STYLENAS) search $(SEARCH_DEMO) --train-steps 120 --strategy random -o runs/search-demo-random
+	$(STYLENAS) search $(SEARCH_DEMO) --strategy random -o runs/search-demo-random
+
+## Evolution against random search on the supernet proxy: SEEDS seeds x BUDGET models each
+## (two processes sharing one memo of scores), then the P-step against random.
+SEEDS ?= 5
+BUDGET ?= 200
+search-compare: install
+	OMP_NUM_THREADS=1 $(PY) scripts/search_compare.py --seeds $(SEEDS) --budget $(BUDGET) \
+		--strategies evolution & \
+	OMP_NUM_THREADS=1 $(PY) scripts/search_compare.py --seeds $(SEEDS) --budget $(BUDGET) \
+		--strategies random; wait
+	$(PY) scripts/search_compare.py --seeds $(SEEDS) --budget $(BUDGET) --pstep
+
+## How each proxy ranks genotypes against stand-alone training (TRAIN=1 trains the
+## stand-alone networks first: hours each, resumable).
+proxy-fidelity: install
+	$(PY) scripts/proxy_fidelity.py $(if $(TRAIN),--train --steps $(or $(STEPS),4000))
 
 ## Needs photonet weights: the shipped file, or TEACHER=runs/photonet/last.pt
+PRUNE_DEMO = --population 8 --sample 3 --budget 24 --workers 2 --image-size 64 --batch 4 \
+	--val-size 128 --val-count 4 --device cpu --train-data $(SHARED)/data/train \
+	--val-pairs $(SHARED)/data/bench/stylenas --resume
+
 prune-demo: install
-	$(STYLENAS) prune $(SEARCH_DEMO) --teacher photonet $(if $(TEACHER),--teacher-weights $(TEACHER)) \
+	$(STYLENAS) prune $(PRUNE_DEMO) --teacher photonet $(if $(TEACHER),--teacher-weights $(TEACHER)) \
 		--train-steps 100 --final-steps 400 -o runs/prune-demo
 	$(STYLENAS) stylize $(SKIMAGE_DATA)/chelsea.png --style $(SKIMAGE_DATA)/coffee.png \
 		--arch runs/prune-demo/best.json -o demo/prune_chelsea_coffee.png --overwrite

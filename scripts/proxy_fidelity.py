@@ -82,7 +82,7 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "fidelity")
     ap.add_argument("--train", action="store_true", help="train the stand-alone networks")
     ap.add_argument("--steps", type=int, default=4000, help="stand-alone steps (shipped: 4000)")
-    ap.add_argument("--short-steps", type=int, default=120, help="the old proxy's steps")
+    ap.add_argument("--short-steps", type=int, default=120, help="the old proxy's steps (0: off)")
     ap.add_argument("-o", "--out", type=Path, default=ROOT / "runs" / "fidelity")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -104,15 +104,16 @@ def main() -> None:
         st.genotype = g
         st.decoder = decoder_for(supernet_state(args.supernet), g)
         row["supernet"] = score(st, contents, styles)
-        torch.manual_seed(derive_seed(0, g))
-        fresh = Stylizer(g).eval()
-        short_train(fresh, short, derive_seed(0, g))
-        row["short"] = score(fresh.eval(), contents, styles)
+        if args.short_steps:
+            torch.manual_seed(derive_seed(0, g))
+            fresh = Stylizer(g).eval()
+            short_train(fresh, short, derive_seed(0, g))
+            row["short"] = score(fresh.eval(), contents, styles)
         rows[name] = row
         print(name, json.dumps({k: v for k, v in row.items() if k != "genotype"}), flush=True)
     have = [n for n, r in rows.items() if "standalone" in r]
     report: dict = {"rows": rows, "standalone_genotypes": have, "correlation": {}}
-    for proxy in ("supernet", "short"):
+    for proxy in ("supernet", "short") if args.short_steps else ("supernet",):
         for metric in ("quality", "dssim", "gram", "lab_w1"):
             truth = [rows[n]["standalone"][metric] for n in have]
             guess = [rows[n][proxy][metric] for n in have]

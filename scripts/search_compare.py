@@ -4,8 +4,8 @@ Each strategy runs once per seed at the same budget of distinct models; every ge
 scored once (``<out>/scores.jsonl`` memoises the proxy across runs and resumes a stopped
 comparison). Writes ``<out>/report-<strategies>.json`` (the best-after-N curves, mean ±
 std over seeds) and ``<out>/strategies-<strategies>.png``, and prints the summary lines.
-``--pstep`` adds the PhotoNAS P-step against random among the teacher's (photonet's) sub-networks, scored by distance to
-the teacher's stylisations.
+``--pstep`` adds the PhotoNAS P-step against random among the teacher's (photonet's)
+sub-networks, scored by distance to the teacher's stylisations.
 """
 
 from __future__ import annotations

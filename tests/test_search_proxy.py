@@ -185,3 +185,18 @@ def test_best_so_far_follows_proposal_order():
 
     results = [Result(NAMED["photonas"], Scores({}, f), index=i) for i, f in [(1, 2.0), (0, 3.0)]]
     assert best_so_far(results) == [3.0, 2.0]
+
+
+def test_search_cli_prints_the_pareto_front(train_dir, supernet_file, tmp_path):
+    from stylenas_cli.cli.search import search_command
+
+    out = tmp_path / "run"
+    args = ["--train-data", train_dir, "--supernet", supernet_file, "-o", out, "--budget", 2]
+    args += ["--population", 2, "--sample", 1, "--val-count", 1, "--val-size", 32]
+    result = CliRunner().invoke(search_command, list(map(str, args)))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(out / "best.json")  # stdout: what a pipeline reads
+    best = json.loads((out / "best.json").read_text())
+    assert "Pareto front" in result.stderr and "lab_w1" in result.stderr
+    for row in best["pareto_front"]:
+        assert row["genotype"] in result.stderr

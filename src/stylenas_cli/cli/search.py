@@ -154,6 +154,20 @@ def _progress(quiet: bool):
     return Progress(*columns, console=console(), disable=quiet)
 
 
+FRONT_COLUMNS = ("quality", "dssim", "gram", "lab_w1", "recon", "l_r", "gflops", "net_seconds")
+
+
+def front_table(front: list[dict]):
+    """The Pareto front (cost against quality) as a rich table, cheapest first."""
+    from rich.table import Table
+
+    columns = [c for c in FRONT_COLUMNS if any(c in row for row in front)]
+    table = Table("genotype", *columns, title="Pareto front", title_justify="left")
+    for row in sorted(front, key=lambda r: r.get("gflops", 0.0)):
+        table.add_row(row["genotype"], *(f"{row[c]:.4g}" if c in row else "" for c in columns))
+    return table
+
+
 def _execute(kind: str, job, config, quiet: bool, as_json: bool) -> None:
     """Run ``job(config, ...)`` (:func:`~stylenas_cli.nas.search` or ``prune``) with
     progress bars, then print the summary: one JSON object, or the path of best.json."""
@@ -190,12 +204,14 @@ def _execute(kind: str, job, config, quiet: bool, as_json: bool) -> None:
         click.echo(json.dumps(summary))
         return
     if not quiet:
-        front = len(summary.get("pareto_front", []))
+        front = summary.get("pareto_front", [])
         console().print(
             f"best {summary['genotype']}  fitness {summary['fitness']:.4f}  "
             f"({summary['evaluated']} evaluated, {summary['failed']} failed, "
-            f"{front} on the Pareto front)"
+            f"{len(front)} on the Pareto front)"
         )
+        if front:
+            console().print(front_table(front))
     click.echo(str(Path(summary["run"]) / "best.json"))
 
 

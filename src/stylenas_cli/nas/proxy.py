@@ -141,8 +141,11 @@ def style_sides(st: Stylizer, styles: torch.Tensor) -> list[StyleSide]:
     finally:
         st.decoder = decoder
     return [
-        StyleSide(c, {k: g[0] for k, g in grams_of(st.encoder(s[None].to(st.device))).items()},
-                  lab_samples(s))  # fmt: skip
+        StyleSide(
+            c,
+            {k: g[0] for k, g in grams_of(st.encoder(s[None].to(st.device))).items()},
+            lab_samples(s),
+        )  # fmt: skip
         for c, s in zip(caches, styles)
     ]
 
