@@ -2,7 +2,7 @@
 weights and the old short-training proxy against stand-alone training.
 
 For each genotype of a fixed set spanning the space (the three named ones, the smallest and
-five random ones, transfer bits off), score the shipped pipeline on the dev pairs
+five random ones, the decoder's own transfer bits off), score the shipped pipeline on the dev pairs
 (``bench/stylenas``, centre crops) with the EVAL metrics (1 − SSIM, Gram, Lab W1) three ways:
 
 - ``standalone``: the genotype trained on its own at the shipped recipe — the shipped weights
@@ -32,8 +32,15 @@ from stylenas_cli.genotype import NAMED, Genotype
 from stylenas_cli.model import Stylizer
 from stylenas_cli.nas.evolution import random_genotype, scalarise
 from stylenas_cli.nas.objectives import TrainSettings, derive_seed, pair_paths, short_train
-from stylenas_cli.nas.proxy import PROXY_QUALITY, _base_stylizer, score_pairs, supernet_state
-from stylenas_cli.nas.supernet import SMALLEST, WEIGHT_BITS, decoder_for, without_transfers
+from stylenas_cli.nas.proxy import (
+    PROXY_QUALITY,
+    PROXY_SPACE,
+    _base_stylizer,
+    score_pairs,
+    shipped_genotype,
+    supernet_state,
+)
+from stylenas_cli.nas.supernet import SMALLEST, decoder_for
 from stylenas_cli.train import read_checkpoint, val_images
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,9 +53,9 @@ RECIPE += ["--val-every", "500"]
 def genotypes() -> dict[str, Genotype]:
     """The fixed set: named, smallest, five random (seeded: the same in every session)."""
     rng = random.Random(2026)
-    out = {k: without_transfers(g) for k, g in NAMED.items()}
+    out = {k: shipped_genotype(g) for k, g in NAMED.items()}
     out["smallest"] = SMALLEST
-    out |= {f"random{k}": random_genotype(rng, WEIGHT_BITS) for k in range(1, 6)}
+    out |= {f"random{k}": random_genotype(rng, PROXY_SPACE) for k in range(1, 6)}
     return out
 
 

@@ -26,12 +26,14 @@ from stylenas_cli.nas.compare import ScoreBook, compare_strategies, summary_line
 from stylenas_cli.nas.evolution import Scores, scalarise
 from stylenas_cli.nas.objectives import PSTEP_WEIGHTS, TrainSettings, _validation, shipped_stylize
 from stylenas_cli.nas.proxy import (
+    PROXY_SPACE,
     SupernetObjective,
     _base_stylizer,
     prepare_proxy,
+    shipped_genotype,
     supernet_state,
 )
-from stylenas_cli.nas.supernet import PHOTONET, WEIGHT_BITS, decoder_for, without_transfers
+from stylenas_cli.nas.supernet import PHOTONET, decoder_for
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -45,10 +47,11 @@ class TeacherDistance:
     def __init__(self, run_dir: Path, supernet: Path) -> None:
         self.v = _validation(run_dir / "validation.pt")
         self.supernet = supernet
-        self.teacher = self._stylise(PHOTONET)
+        self.teacher = self._stylise(PHOTONET)  # TeacherDistance: every transfer it uses
 
     @torch.no_grad()
     def _stylise(self, genotype: Genotype) -> torch.Tensor:
+        genotype = shipped_genotype(genotype)
         st = _base_stylizer("cpu")
         st.genotype, st.weights_id = genotype, None
         st.decoder = decoder_for(supernet_state(self.supernet), genotype)
@@ -139,15 +142,15 @@ def main() -> None:
 
     strategies = args.strategies.split(",")
     report = compare_strategies(
-        book, args.budget, seeds, WEIGHT_BITS, args.population, args.sample, strategies,
+        book, args.budget, seeds, PROXY_SPACE, args.population, args.sample, strategies,
         on_run=progress,
     )  # fmt: skip
-    named = {k: book(without_transfers(g)) for k, g in NAMED.items()}
+    named = {k: book(shipped_genotype(g)) for k, g in NAMED.items()}
     report["named"] = {k: {"fitness": s.fitness, **s.objectives} for k, s in named.items()}
     report["config"] = {k: str(v) for k, v in vars(args).items()}
     plot(report, args.out / f"strategies-{'-'.join(strategies)}.png", "StyleNAS, supernet proxy")
     if args.pstep:
-        teacher_space = tuple(i for i in WEIGHT_BITS if PHOTONET.bits[i] == "1")
+        teacher_space = tuple(i for i in PROXY_SPACE if PHOTONET.bits[i] == "1")
         pstep_book = ScoreBook(TeacherDistance(args.out, args.supernet), args.out / "pstep.jsonl")
         pstep = compare_strategies(
             pstep_book, args.budget, seeds, teacher_space, args.population, args.sample,

@@ -157,15 +157,14 @@ def _progress(quiet: bool):
 FRONT_COLUMNS = ("quality", "dssim", "gram", "lab_w1", "recon", "l_r", "gflops", "net_seconds")
 
 
-def front_table(front: list[dict]):
-    """The Pareto front (cost against quality) as a rich table, cheapest first."""
-    from rich.table import Table
-
+def front_lines(front: list[dict]) -> list[str]:
+    """The Pareto front (cost against quality), cheapest first: one line per genotype."""
     columns = [c for c in FRONT_COLUMNS if any(c in row for row in front)]
-    table = Table("genotype", *columns, title="Pareto front", title_justify="left")
+    lines = ["Pareto front (cheapest first):"]
     for row in sorted(front, key=lambda r: r.get("gflops", 0.0)):
-        table.add_row(row["genotype"], *(f"{row[c]:.4g}" if c in row else "" for c in columns))
-    return table
+        values = "  ".join(f"{c} {row[c]:.4g}" for c in columns if c in row)
+        lines.append(f"  {row['genotype']}  {values}")
+    return lines
 
 
 def _execute(kind: str, job, config, quiet: bool, as_json: bool) -> None:
@@ -210,8 +209,8 @@ def _execute(kind: str, job, config, quiet: bool, as_json: bool) -> None:
             f"({summary['evaluated']} evaluated, {summary['failed']} failed, "
             f"{len(front)} on the Pareto front)"
         )
-        if front:
-            console().print(front_table(front))
+        for line in front_lines(front) if front else []:
+            console().print(line, soft_wrap=True, highlight=False)
     click.echo(str(Path(summary["run"]) / "best.json"))
 
 

@@ -13,9 +13,10 @@ measures what the evaluation measures (EVAL.md), each a cost (lower is better):
 
 The validation pairs are made from the photos ``stylenas train`` holds aside (every 20th
 training photo, never the benchmark pairs): the first half are contents, the second half
-styles (:func:`prepare_proxy`). No training happens here: the transfer bits do not change
-the shipped pipeline (its decoder transfers are off), so the proxy searches the weight bits
-(:data:`~.supernet.WEIGHT_BITS`).
+styles (:func:`prepare_proxy`). No training happens here. The bits of the decoder's own
+transfer points change nothing the shipped pipeline computes (it leaves those points off):
+the proxy searches the other bits (:data:`PROXY_SPACE`), the weight bits and the transfers
+at relu5_1 and the skips.
 """
 
 from __future__ import annotations
@@ -29,14 +30,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import DEFAULT_WORK_SIZE
+from ..config import DEFAULT_TRANSFER, DEFAULT_WORK_SIZE
 from ..decoder import Decoder, count_parameters
 from ..device import resolve_device
 from ..evaluation.metrics import gram_distance, grams_of, lab_samples, lab_w1_samples, ssim
 from ..files import atomic_write
-from ..genotype import Genotype
+from ..genotype import N_BITS, SEARCHABLE_BITS, Genotype
 from ..model import Stylizer
-from ..style import StyleCache
+from ..style import StyleCache, used_points
 from ..train import list_images, split_holdout, val_images
 from ..weights import load_torch_file
 from .evolution import Scores, SearchError, scalarise
@@ -49,8 +50,33 @@ from .objectives import (
     shipped_stylize,
 )
 from .rundir import CANDIDATES
-from .supernet import PHOTONET, check_photonet, decoder_for, without_transfers
+from .supernet import PHOTONET, TRANSFER_BITS, check_photonet, decoder_for
 
+
+@lru_cache(maxsize=1)
+def idle_bits() -> tuple[int, ...]:
+    """Transfer bits whose points the shipped pipeline leaves off (the decoder's own), found
+    by switching each on alone and asking which points stylisation would use."""
+    idle = []
+    for i in TRANSFER_BITS:
+        bits = ["0"] * N_BITS
+        bits[i] = "1"
+        with torch.device("meta"):
+            points = Decoder(Genotype("".join(bits))).transfer_points
+        if points and not used_points(points, DEFAULT_TRANSFER):
+            idle.append(i)
+    return tuple(idle)
+
+
+def shipped_genotype(genotype: Genotype) -> Genotype:
+    """``genotype`` with its idle transfer bits off: the same stylisation, one name for it."""
+    bits = list(genotype.bits)
+    for i in idle_bits():
+        bits[i] = "0"
+    return Genotype("".join(bits))
+
+
+PROXY_SPACE = tuple(i for i in SEARCHABLE_BITS if i not in idle_bits())
 PROXY_QUALITY = {"dssim": 1.0, "gram": 1.0, "lab_w1": 0.1}  # lab_w1 runs ~10x the others
 PROXY_WEIGHTS = PROXY_QUALITY | {"gflops": 0.001, "net_seconds": 0.0, "params_m": 0.0}
 TIMING_RUNS = 3
@@ -143,7 +169,7 @@ def style_sides(st: Stylizer, styles: torch.Tensor) -> list[StyleSide]:
     return [
         StyleSide(
             c,
-            {k: g[0] for k, g in grams_of(st.encoder(s[None].to(st.device))).items()},
+            grams_of(st.encoder(s[None].to(st.device))),  # level: (C, C)
             lab_samples(s),
         )  # fmt: skip
         for c, s in zip(caches, styles)
@@ -164,8 +190,7 @@ def score_pairs(
     dssim, gram, w1 = [], [], []
     for c, side in zip(contents, sides):
         out = shipped_stylize(st, c[None], side.cache).cpu()[0]
-        g = grams_of(st.encoder(out[None].to(st.device)))
-        gram.append(gram_distance({k: m[0] for k, m in g.items()}, side.grams))
+        gram.append(gram_distance(grams_of(st.encoder(out[None].to(st.device))), side.grams))
         dssim.append(1.0 - ssim(c, out))
         w1.append(lab_w1_samples(lab_samples(out), side.lab))
     n = len(dssim)
@@ -198,7 +223,7 @@ class SupernetObjective:
         if self.train.threads:
             torch.set_num_threads(self.train.threads)
         t0 = time.perf_counter()
-        plain = without_transfers(genotype)
+        plain = shipped_genotype(genotype)
         device = str(resolve_device(self.train.device))
         st = _base_stylizer(device)
         st.genotype = plain
@@ -222,7 +247,7 @@ class SupernetObjective:
         sides = _sides(str(path), path.stat().st_mtime_ns, str(st.device))
         objectives = score_pairs(st, v["contents"], v["styles"], sides)
         objectives |= {
-            "gflops": gflops(without_transfers(st.genotype)),
+            "gflops": gflops(shipped_genotype(st.genotype)),
             "params_m": count_parameters(st.decoder) / 1e6,
         }
         if self.timing_runs:

@@ -42,9 +42,8 @@ from .objectives import (
     prepare_stylenas,
     train_winner,
 )
-from .proxy import PROXY_WEIGHTS, SupernetObjective, prepare_proxy
+from .proxy import PROXY_SPACE, PROXY_WEIGHTS, SupernetObjective, prepare_proxy, shipped_genotype
 from .rundir import Plan, Run, execute
-from .supernet import WEIGHT_BITS, without_transfers
 
 AXES = ("gflops", "quality")  # (cost, quality) of the Pareto plot
 
@@ -96,7 +95,8 @@ SUPERNET_FILE = "supernet.pt"  # in the shipped weights folder
 
 @dataclass
 class SearchConfig(RunConfig):
-    """StyleNAS. ``proxy`` "supernet": every weight bit, each candidate's decoder inherited
+    """StyleNAS. ``proxy`` "supernet": every bit the shipped pipeline uses (the decoder's own
+    transfer points are off in it), each candidate's decoder inherited
     from ``supernet`` and scored on validation pairs of held-aside training photos
     (``val_pairs`` unused); "train": every searchable bit, each candidate trained
     ``train_steps`` and scored on reconstruction, stylisation of ``val_pairs`` and cost."""
@@ -171,14 +171,14 @@ def _supernet_search(config: SearchConfig, include: tuple[Genotype, ...], hooks:
     weights = dict(config.weights or PROXY_WEIGHTS)
     _check_folder(config.train_data, "training data")  # the first thing a user gets wrong
     supernet = supernet_file(config.supernet)
-    include = tuple(without_transfers(g) for g in include)  # the space it searches
+    include = tuple(shipped_genotype(g) for g in include)  # the space it searches
 
     def prepare(run: Run, settings: TrainSettings, val_pairs: str):
         prepare_proxy(run.path, settings.data, config.val_count, config.val_size)
         objective = SupernetObjective(
             str(run.path.resolve()), str(supernet), settings, weights, seed=config.seed
         )
-        return objective, WEIGHT_BITS, f"StyleNAS {config.strategy} (supernet proxy)"
+        return objective, PROXY_SPACE, f"StyleNAS {config.strategy} (supernet proxy)"
 
     extra = {
         "weights": weights,
