@@ -11,6 +11,10 @@ five random ones, the decoder's own transfer bits off), score the shipped pipeli
 - ``supernet``: its decoder inherited from the supernet (no training);
 - ``short``: trained ``--short-steps`` steps from scratch at 64² (the old proxy).
 
+Each row also has the reconstruction PSNR of the held-aside training photos (256 px) with
+the decoder inherited from the supernet and from the shipped photonet taken as an untrained
+supernet (``psnr_supernet``, ``psnr_photonet``): what the supernet's fine-tuning bought.
+
 Prints each genotype's scores and, per proxy, Kendall τ and Spearman ρ against
 ``standalone`` over the genotypes that have stand-alone weights; writes
 ``<out>/fidelity.json``.
@@ -41,7 +45,7 @@ from stylenas_cli.nas.proxy import (
     supernet_state,
 )
 from stylenas_cli.nas.supernet import SMALLEST, decoder_for
-from stylenas_cli.train import read_checkpoint, val_images
+from stylenas_cli.train import list_images, psnr, read_checkpoint, split_holdout, val_images
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -96,6 +100,7 @@ def main() -> None:
     pairs = pair_paths(args.pairs)
     contents = val_images([c for c, _ in pairs], args.size)
     styles = val_images([s for _, s in pairs], args.size)
+    held = val_images(split_holdout(list_images(args.train_data))[1], args.size)
     short = TrainSettings(str(args.train_data), steps=args.short_steps, device="cpu")
     rows = {}
     for name, g in genotypes().items():
@@ -111,6 +116,9 @@ def main() -> None:
         st.genotype = g
         st.decoder = decoder_for(supernet_state(args.supernet), g)
         row["supernet"] = score(st, contents, styles)
+        row["psnr_supernet"] = psnr(st.reconstruct(held), held)
+        st.decoder = decoder_for(supernet_state(ROOT / "weights" / "photonet.pt"), g)
+        row["psnr_photonet"] = psnr(st.reconstruct(held), held)
         if args.short_steps:
             torch.manual_seed(derive_seed(0, g))
             fresh = Stylizer(g).eval()
@@ -118,6 +126,9 @@ def main() -> None:
             row["short"] = score(fresh.eval(), contents, styles)
         rows[name] = row
         print(name, json.dumps({k: v for k, v in row.items() if k != "genotype"}), flush=True)
+    print("held-aside PSNR (dB), inherited from the supernet / from photonet:")
+    for name, row in rows.items():
+        print(f"  {name:9s} {row['psnr_supernet']:.2f} / {row['psnr_photonet']:.2f}")
     have = [n for n, r in rows.items() if "standalone" in r]
     report: dict = {"rows": rows, "standalone_genotypes": have, "correlation": {}}
     for proxy in ("supernet", "short") if args.short_steps else ("supernet",):

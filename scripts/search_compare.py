@@ -103,9 +103,10 @@ def plot(report: dict, dest: Path, title: str) -> None:
         lower = [px(i, m - s) for i, (m, s) in enumerate(zip(r["mean"], r["std"]))]
         draw.polygon(upper + lower[::-1], fill=(*colour, 40))
         draw.line([px(i, m) for i, m in enumerate(r["mean"])], fill=colour, width=3)
-    for j, k in enumerate(strategies):
-        draw.line([w - right - 300, 30 + 14 * j, w - right - 270, 30 + 14 * j], COLOURS[k], 3)
-        draw.text((w - right - 262, 30 + 14 * j), summary_line(report, k), "black", font, "lm")
+    for j, k in enumerate(strategies):  # the legend, inside the plot's top right
+        x, y = w - right - 420, top + 14 + 16 * j
+        draw.line([x, y, x + 30, y], COLOURS[k], 3)
+        draw.text((x + 38, y), summary_line(report, k), "black", font, "lm")
     draw.text((left, 20), title, "black", font)
     draw.text(((left + w - right) / 2, h - 25), "models evaluated", "black", font, "ma")
     draw.text((10, top - 16), "best fitness so far (lower is better)", "black", font)

@@ -36,6 +36,7 @@ def test_the_wheel_holds_the_shipped_weights_and_stays_small(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for entry in REGISTRY.values():
         assert f"stylenas_cli/shipped_weights/{entry.file}" in names
+    assert "stylenas_cli/shipped_weights/supernet.pt" not in names  # the search's, not shipped
     assert wheel.stat().st_size < 100 * 2**20
 
 
