@@ -151,7 +151,7 @@ search-compare: install
 ## How each proxy ranks genotypes against stand-alone training (TRAIN=1 trains the
 ## stand-alone networks first: hours each, resumable).
 proxy-fidelity: install
-	$(PY) scripts/proxy_fidelity.py $(if $(TRAIN),--train --steps $(or $(STEPS),4000))
+	$(PY) scripts/proxy_fidelity.py $(if $(TRAIN),--train --steps $(or $(STEPS),600))
 
 ## Needs photonet weights: the shipped file, or TEACHER=runs/photonet/last.pt
 PRUNE_DEMO = --population 8 --sample 3 --budget 24 --workers 2 --image-size 64 --batch 4 \

@@ -5,9 +5,12 @@ For each genotype of a fixed set spanning the space (the three named ones, the s
 five random ones, the decoder's own transfer bits off), score the shipped pipeline on the dev pairs
 (``bench/stylenas``, centre crops) with the EVAL metrics (1 − SSIM, Gram, Lab W1) three ways:
 
-- ``standalone``: the genotype trained on its own at the shipped recipe — the shipped weights
-  for the named ones, ``runs/fidelity/<name>/last.pt`` for the others (``--train`` trains or
-  resumes them up to ``--steps``; hours each on 2 cores, resumable across sessions);
+- ``standalone``: the genotype trained on its own at the shipped networks' first-phase recipe
+  (``runs/fidelity/<name>/last.pt``; ``--train`` trains or resumes every genotype of the set up
+  to ``--steps``, the named ones too, so that all are compared at one budget; about 3 s a
+  step on 2 cores, resumable across sessions; ``--train-only`` stops there);
+- ``shipped``: the shipped weights of the named genotypes (thousands of steps over several
+  phases: a reference, not part of the correlations when every genotype has a run);
 - ``supernet``: its decoder inherited from the supernet (no training);
 - ``short``: trained ``--short-steps`` steps from scratch at 64² (the old proxy).
 
@@ -64,9 +67,7 @@ def genotypes() -> dict[str, Genotype]:
 
 
 def standalone_weights(name: str, runs: Path) -> tuple[Path | None, int]:
-    """(weights, training steps) of the stand-alone network, or (None, 0)."""
-    if name in NAMED:
-        return ROOT / "weights" / f"{name}.pt", -1  # the shipped recipe, its model card
+    """(weights, training steps) of the stand-alone run of ``name``, or (None, 0)."""
     last = runs / name / "last.pt"
     return (last, read_checkpoint(last)["step"]) if last.exists() else (None, 0)
 
@@ -92,7 +93,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256, help="centre-crop side of the dev pairs")
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "fidelity")
     ap.add_argument("--train", action="store_true", help="train the stand-alone networks")
-    ap.add_argument("--steps", type=int, default=4000, help="stand-alone steps (shipped: 4000)")
+    ap.add_argument("--train-only", action="store_true", help="train, then stop (no scores)")
+    ap.add_argument("--steps", type=int, default=600, help="stand-alone steps of each genotype")
     ap.add_argument("--short-steps", type=int, default=120, help="the old proxy's steps (0: off)")
     ap.add_argument("-o", "--out", type=Path, default=ROOT / "runs" / "fidelity")
     args = ap.parse_args()
@@ -102,16 +104,20 @@ def main() -> None:
     styles = val_images([s for _, s in pairs], args.size)
     held = val_images(split_holdout(list_images(args.train_data))[1], args.size)
     short = TrainSettings(str(args.train_data), steps=args.short_steps, device="cpu")
+    if args.train:
+        for name, g in genotypes().items():
+            train_standalone(name, g, args.runs, args.steps, args.train_data)
+        if args.train_only:
+            return
     rows = {}
     for name, g in genotypes().items():
-        if args.train and name not in NAMED:
-            train_standalone(name, g, args.runs, args.steps, args.train_data)
         row: dict = {"genotype": str(g)}
         weights, steps = standalone_weights(name, args.runs)
-        if weights is not None:  # a shipped file holds the full genotype (transfers on)
-            arch, path = (name, None) if name in NAMED else (str(g), weights)
-            st = Stylizer.from_pretrained(arch, path, "cpu")
+        if weights is not None:
+            st = Stylizer.from_pretrained(str(g), weights, "cpu")
             row["standalone"] = score(st, contents, styles) | {"steps": steps}
+        if name in NAMED:  # a shipped file holds the full genotype (transfers on)
+            row["shipped"] = score(Stylizer.from_pretrained(name, None, "cpu"), contents, styles)
         st = _base_stylizer("cpu")
         st.genotype = g
         st.decoder = decoder_for(supernet_state(args.supernet), g)

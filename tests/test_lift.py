@@ -1,6 +1,8 @@
 """The full-resolution lift (lift.py): a guided-filter fit at the working size, applied in
 bands at full size."""
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -113,3 +115,26 @@ def test_guided_filter_of_any_channel_count_keeps_affine_maps_of_the_guide():
     assert torch.allclose(guided_filter(guide, flat, 3, 1e-3), flat, atol=1e-5)
     with pytest.raises(ValueError):
         guided_filter(guide, target[:, :, :10], 3, 1e-3)
+
+
+DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "bench" / "stylenas"
+
+
+@pytest.mark.skipif(not DEV.is_dir(), reason="../shared/data (dev pairs) not present")
+def test_on_dev_photos_the_banded_uint8_apply_is_the_textbook_lift_within_one_level():
+    from stylenas_cli.images import load_image
+
+    for name in sorted(p.stem for p in (DEV / "content").glob("*.jpg"))[:3]:
+        content = load_image(DEV / "content" / f"{name}.jpg", 1000).tensor()  # uint8 HWC view
+        style = load_image(DEV / "style" / f"{name}.jpg", 96).rgb
+        small = F.interpolate(content.float() / 255, size=(72, 96), mode="area")
+        target = (small * style.mean((2, 3), keepdim=True) * 2).clamp(0, 1)  # a colour cast
+        coeffs = guided_coefficients(small, target, radius=2)
+        hwc = torch.empty(content.shape[0], *content.shape[2:], 3, dtype=torch.uint8)
+        apply_coefficients(coeffs, content, out=hwc.permute(0, 3, 1, 2), band_rows=37)
+        up = F.interpolate(coeffs, size=content.shape[-2:], mode="bilinear", align_corners=False)
+        a = up[:, :9].reshape(1, 3, 3, *content.shape[-2:])
+        ref = ((a * (content.float() / 255)[:, None]).sum(2) + up[:, 9:]).clamp(0, 1)
+        got = hwc.permute(0, 3, 1, 2).float()
+        assert (got - ref * 255).abs().max() <= 0.5 + 1e-3  # rounded: within one level
+        assert (got - content.float()).abs().mean() > 5  # and the cast was applied

@@ -79,7 +79,7 @@ def test_a_photo_mapped_by_a_known_lut_gives_that_lut_back():
 
 def test_a_few_odd_pixels_do_not_bend_the_look():
     photo = photo_array("astronaut", (120, 90)).reshape(-1, 3)
-    src = torch.from_numpy(photo).double() / 255
+    src = torch.from_numpy(photo.copy()).double() / 255
     dst = src.clone() * 0.8  # the look: darker
     dst[:20] = 1.0  # twenty pixels of something else (a specular highlight)
     fitted = fit_lut(src, dst, 17)

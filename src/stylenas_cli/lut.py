@@ -84,19 +84,21 @@ class Lut3D:
     def table(self) -> torch.Tensor:
         """The LUT at every 8-bit colour, built once (a lookup per pixel is then all a photo
         costs): ``(256³,)`` int32, entry ``r + 256·g + 65536·b`` holding the output's bytes
-        ``(r, g, b, 0)``. Trilinear interpolation is separable: one matrix product per axis,
-        the last one slab by slab (64 MiB at most)."""
+        ``(r, g, b, 0)``. Trilinear interpolation is separable: one linear resampling per
+        axis, the last one a blue level at a time straight into the table."""
         if self._table is None:
-            taps = [
-                _taps(self.size, lo, hi).float() for lo, hi in zip(self.domain_min, self.domain_max)
-            ]
-            v = self.values.float()  # (b, g, r, 3)
-            v = torch.einsum("bgrc,xr->bgxc", v, taps[0])
-            v = torch.einsum("bgxc,yg->byxc", v, taps[1])  # (b, 256, 256, 3)
-            table = torch.zeros(256, 256, 256, 4, dtype=torch.uint8)
-            for z in range(0, 256, 32):
-                slab = torch.einsum("zb,byxc->zyxc", taps[2][z : z + 32], v)
-                table[z : z + 32, ..., :3] = slab.mul_(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
+            low, frac = zip(
+                *(_taps(self.size, a, b) for a, b in zip(self.domain_min, self.domain_max))
+            )
+            # In output bytes plus one half, so that the final cast's truncation rounds.
+            v = self.values.float().mul(255).add_(0.5).clamp_(0.5, 255.5)  # (b, g, r, 3)
+            v = _resample(v, 2, low[0], frac[0])
+            v = _resample(v, 1, low[1], frac[1])  # (b, 256, 256, 3)
+            table = torch.empty(256, 256, 256, 4, dtype=torch.uint8)
+            table[..., 3] = 0
+            plane = torch.empty(256, 256, 3)
+            for z, (i, f) in enumerate(zip(low[2].tolist(), frac[2].tolist())):
+                table[z, ..., :3] = torch.lerp(v[i], v[i + 1], f, out=plane)
             self._table = table.view(torch.int32).view(-1)
         return self._table
 
@@ -119,23 +121,26 @@ class Lut3D:
 
 def lookup(table: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
     """8-bit pixels ``(P, 3)`` through a table of :meth:`Lut3D.table` -> ``(P, 3)`` uint8."""
-    four = torch.zeros(len(pixels), 4, dtype=torch.uint8)
-    four[:, :3] = pixels  # r, g, b, 0 as one little-endian int32: the table's index
+    four = F.pad(pixels, (0, 1))  # r, g, b, 0 as one little-endian int32: the table's index
     index = four.view(torch.int32).view(-1)
     return torch.index_select(table, 0, index).view(torch.uint8).view(-1, 4)[:, :3]
 
 
-def _taps(size: int, lo: float, hi: float) -> torch.Tensor:
-    """``(256, size)`` float64: the linear-interpolation weights of the lattice nodes of one
-    axis at each 8-bit level (its domain ``lo..hi`` mapped onto the nodes; outside: clamped)."""
+def _taps(size: int, lo: float, hi: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Linear interpolation of one axis' lattice nodes at each 8-bit level (the domain
+    ``lo..hi`` mapped onto the nodes; outside: clamped): the lower node ``(256,)`` long and
+    the weight of the next one ``(256,)`` float32."""
     level = torch.arange(256, dtype=torch.float64) / 255.0
     pos = ((level - lo) / (hi - lo)).clamp(0, 1) * (size - 1)
-    low = pos.floor().clamp(max=size - 2).long()
-    frac = pos - low
-    taps = torch.zeros(256, size, dtype=torch.float64)
-    taps[torch.arange(256), low] = 1 - frac
-    taps[torch.arange(256), low + 1] += frac
-    return taps
+    low = pos.floor().clamp(max=size - 2)
+    return low.long(), (pos - low).float()
+
+
+def _resample(v: torch.Tensor, dim: int, low: torch.Tensor, frac: torch.Tensor) -> torch.Tensor:
+    """Lattice values ``v`` resampled along ``dim`` at the 256 levels of :func:`_taps`."""
+    shape = [1] * v.ndim
+    shape[dim] = -1
+    return torch.lerp(v.index_select(dim, low), v.index_select(dim, low + 1), frac.view(shape))
 
 
 def _corners(colours: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
