@@ -135,17 +135,21 @@ def main() -> None:
     ap.add_argument("--video", type=Path, default=SHARED / "video" / "mountain_2.mp4")
     ap.add_argument("-o", "--out", type=Path, default=ROOT / "runs" / "bench-lut")
     ap.add_argument("--limit", type=int, default=None, help="pairs per folder (default: all)")
+    ap.add_argument("--parts", default="fidelity,speed,video",
+                    help="which parts to run, comma-separated (default: all three)")  # fmt: skip
     args = ap.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     args.out.mkdir(parents=True, exist_ok=True)
     model = Stylizer.from_pretrained("photonas", precision="auto")
     report = {"machine": machine_name(model.device), "precision": model.precision}
+    parts = set(args.parts.split(","))
     sheet: list = []
-    for name in ("stylenas", "dpst"):
+    for name in ("stylenas", "dpst") if "fidelity" in parts else ():
         if (args.bench / name).is_dir():
             report[name] = fidelity(model, args.bench / name, sheet, args.limit)
-    report["speed_12mp"] = speed(model)
-    if args.video.is_file():
+    if "speed" in parts:
+        report["speed_12mp"] = speed(model)
+    if "video" in parts and args.video.is_file():
         with tempfile.TemporaryDirectory() as tmp:
             style = Path(tmp) / "style.jpg"
             first = find_pairs(args.bench / "stylenas")[0][0]
