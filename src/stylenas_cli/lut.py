@@ -121,7 +121,8 @@ class Lut3D:
 
 def lookup(table: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
     """8-bit pixels ``(P, 3)`` through a table of :meth:`Lut3D.table` -> ``(P, 3)`` uint8."""
-    four = F.pad(pixels, (0, 1))  # r, g, b, 0 as one little-endian int32: the table's index
+    four = torch.zeros(len(pixels), 4, dtype=torch.uint8)
+    four[:, :3] = pixels  # r, g, b, 0 as one little-endian int32: the table's index
     index = four.view(torch.int32).view(-1)
     return torch.index_select(table, 0, index).view(torch.uint8).view(-1, 4)[:, :3]
 
