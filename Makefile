@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 SHARED ?= ../shared
 SKIMAGE_DATA = $$($(PY) -c 'import skimage.data, os; print(os.path.dirname(skimage.data.__file__))')
 
-.PHONY: install demo test lint contact-sheet train-photonas train-photonet train-wct5 train-supernet bench bench-speed bench-video bench-hires bench-batch bench-lut bench-throughput match-report sweep-lift soak search-demo search-demo-random search-compare proxy-fidelity prune-demo clean
+.PHONY: install demo test lint contact-sheet train-photonas train-photonet train-wct5 train-supernet bench bench-speed bench-video bench-hires bench-batch bench-lut lut-ceiling bench-throughput match-report sweep-lift soak search-demo search-demo-random search-compare proxy-fidelity prune-demo clean
 
 install: $(STAMP)
 
@@ -104,6 +104,11 @@ bench-batch: install
 ## per-frame (frames/s, flicker); contact sheet and report.json in runs/bench-lut/ (~40 min).
 bench-lut: install
 	$(PY) scripts/bench_lut.py --bench $(BENCH) --video $(VIDEO_CLIP) $(BENCH_LUT_ARGS)
+
+## How much of the pipeline a global LUT can hold: fit variants, 65³ and the bound of any global
+## colour mapping, PSNR against the pipeline on the dev pairs (~15 min).
+lut-ceiling: install
+	$(PY) scripts/lut_ceiling.py --bench $(BENCH)
 
 ## Throughput in one run: the I/O floor (PIL decode + encode of a 12 MP JPEG), import torch,
 ## one 12 MP photo process, N x 12 MP in one call, color-matcher MKL, 1080p video; ratios.

@@ -94,6 +94,9 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "fidelity")
     ap.add_argument("--train", action="store_true", help="train the stand-alone networks")
     ap.add_argument("--train-only", action="store_true", help="train, then stop (no scores)")
+    ap.add_argument("--only", default=None,
+                    help="train these genotypes of the set only, comma-separated (e.g. two "
+                         "processes of one thread each on different halves)")  # fmt: skip
     ap.add_argument("--steps", type=int, default=600, help="stand-alone steps of each genotype")
     ap.add_argument("--short-steps", type=int, default=120, help="the old proxy's steps (0: off)")
     ap.add_argument("-o", "--out", type=Path, default=ROOT / "runs" / "fidelity")
@@ -105,8 +108,10 @@ def main() -> None:
     held = val_images(split_holdout(list_images(args.train_data))[1], args.size)
     short = TrainSettings(str(args.train_data), steps=args.short_steps, device="cpu")
     if args.train:
+        chosen = set(args.only.split(",")) if args.only else set(genotypes())
         for name, g in genotypes().items():
-            train_standalone(name, g, args.runs, args.steps, args.train_data)
+            if name in chosen:
+                train_standalone(name, g, args.runs, args.steps, args.train_data)
         if args.train_only:
             return
     rows = {}
