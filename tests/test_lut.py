@@ -278,3 +278,17 @@ def test_the_api_applies_a_lut_to_paths_pil_images_and_arrays(tmp_path):
     dest = stylenas_cli.apply_lut(src, cube)
     assert dest == tmp_path / "a_stylized.png"
     assert np.array_equal(np.asarray(Image.open(dest)), want)
+
+
+def test_a_frame_between_two_keyframes_is_their_luts_blended_by_time_over_every_colour():
+    from stylenas_cli.video.looks import ClipLook, LookPlayer
+
+    white = Lut3D(torch.ones(2, 2, 2, 3))  # every colour -> 255
+    ident = Lut3D.identity(2)
+    look = ClipLook(keys=[0, 4], shots=[0], luts=[white, ident])
+    every = np.arange(256, dtype=np.uint8)
+    frames = np.stack([np.stack([every] * 3, -1)[None]] * 5)  # (5, 1, 256, 3): all levels
+    out = LookPlayer(look).apply(frames, 0, np.empty_like(frames))
+    for t in range(5):  # frame t: (4 - t)/4 of white, t/4 of the identity, rounded
+        want = np.floor((255 * (256 - 64 * t) + every.astype(np.int64) * 64 * t + 128) / 256)
+        assert np.array_equal(out[t, 0, :, 0], want.astype(np.uint8)), t

@@ -103,5 +103,7 @@ class LookPlayer:
             a = lookup(self._table(k0), pixels).to(torch.int16)
             b = lookup(self._table(k1), pixels).to(torch.int16)
             wb = int(round(w1 * 256))
+            # The sum may wrap past int16 (up to 65408): shifted, it is off by exactly 256,
+            # which the cast to uint8 (the low byte) drops.
             dst.copy_((a * (256 - wb) + b * wb + 128).bitwise_right_shift_(8).to(torch.uint8))
         return out
