@@ -140,7 +140,13 @@ def main() -> None:
     print("held-aside PSNR (dB), inherited from the supernet / from photonet:")
     for name, row in rows.items():
         print(f"  {name:9s} {row['psnr_supernet']:.2f} / {row['psnr_photonet']:.2f}")
-    have = [n for n, r in rows.items() if "standalone" in r]
+    if "shipped" in next(iter(rows.values())):
+        print(
+            "shipped weights (reference):",
+            {n: round(r["shipped"]["quality"], 3) for n, r in rows.items() if "shipped" in r},
+        )
+    # Only networks trained the whole budget are compared (a run stopped early is not).
+    have = [n for n, r in rows.items() if r.get("standalone", {}).get("steps", 0) >= args.steps]
     report: dict = {"rows": rows, "standalone_genotypes": have, "correlation": {}}
     for proxy in ("supernet", "short") if args.short_steps else ("supernet",):
         for metric in ("quality", "dssim", "gram", "lab_w1"):
