@@ -57,8 +57,11 @@ def main() -> None:
             content = load_image(pair.content)
             output = stylize_images(model, [content], model.load_style(pair.style))[0]
             row = scores.setdefault(folder, {})
+            pairs = {
+                b: colour_pairs(content.pixels, output, b) for b in {f[1] for f in FITS.values()}
+            }
             for name, (size, bits, smooth, rounds) in FITS.items():
-                src, dst, count = colour_pairs(content.pixels, output, bits)
+                src, dst, count = pairs[bits]
                 lut = fit_lut(src, dst, size, count, smoothness=smooth, rounds=rounds)
                 row.setdefault(name, []).append(psnr(lut.apply(content.pixels), output))
             bound = colour_mean_bound(content.pixels, output)
