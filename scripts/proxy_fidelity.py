@@ -7,18 +7,23 @@ five random ones, the decoder's own transfer bits off), score the shipped pipeli
 
 - ``standalone``: the genotype trained on its own at the shipped networks' first-phase recipe
   (``runs/fidelity/<name>/last.pt``; ``--train`` trains or resumes every genotype of the set up
-  to ``--steps``, the named ones too, so that all are compared at one budget; about 3 s a
-  step on 2 cores, resumable across sessions; ``--train-only`` stops there);
+  to ``--steps``, the named ones too, so that all are compared at one budget; 4–6 s a
+  step on one thread, resumable across sessions; ``--train-only`` stops there);
 - ``shipped``: the shipped weights of the named genotypes (thousands of steps over several
   phases: a reference, not part of the correlations when every genotype has a run);
 - ``supernet``: its decoder inherited from the supernet (no training);
-- ``short``: trained ``--short-steps`` steps from scratch at 64² (the old proxy).
+- ``short``: trained ``--short-steps`` steps from scratch at 64² (the old proxy; kept in
+  the cache below).
+
+Every score is kept in ``runs/fidelity/<name>/scores<size>.json`` under the digest of the
+weights it scored, so a rerun scores only new weights (``--only`` splits the work).
 
 Each row also has the reconstruction PSNR of the held-aside training photos (256 px) with
 the decoder inherited from the supernet and from the shipped photonet taken as an untrained
 supernet (``psnr_supernet``, ``psnr_photonet``): what the supernet's fine-tuning bought.
 
-Prints each genotype's scores and, per proxy, Kendall τ and Spearman ρ against
+Prints each genotype's scores and, per proxy (and for the inherited decoder's PSNR taken as
+a proxy of the quality score), Kendall τ and Spearman ρ against
 ``standalone`` over the genotypes that have stand-alone weights; writes
 ``<out>/fidelity.json``.
 """
@@ -30,7 +35,10 @@ import json
 import random
 import subprocess
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import torch
 from scipy.stats import kendalltau, spearmanr
@@ -48,13 +56,24 @@ from stylenas_cli.nas.proxy import (
     supernet_state,
 )
 from stylenas_cli.nas.supernet import SMALLEST, decoder_for
+from stylenas_cli.stylestore import file_digest
 from stylenas_cli.train import list_images, psnr, read_checkpoint, split_holdout, val_images
+from stylenas_cli.weights import resolve_arch_and_weights
 
 ROOT = Path(__file__).resolve().parents[1]
+PHOTONET = ROOT / "weights" / "photonet.pt"
 SHARED = ROOT.parent / "shared" / "data"
 RECIPE = ["--batch", "8", "--size", "128", "--pixel-weight", "50"]
 RECIPE += ["--levels", "relu1_1,relu2_1,relu3_1", "--checkpoint-every", "100"]
 RECIPE += ["--val-every", "500"]
+
+
+class Pairs(NamedTuple):
+    """The dev pairs' contents and styles and the held-aside training photos, ``(N, 3, S, S)``."""
+
+    contents: torch.Tensor
+    styles: torch.Tensor
+    held: torch.Tensor
 
 
 def genotypes() -> dict[str, Genotype]:
@@ -79,9 +98,68 @@ def train_standalone(name: str, g: Genotype, runs: Path, steps: int, data: Path)
     subprocess.run(argv, check=True)
 
 
-def score(st: Stylizer, contents: torch.Tensor, styles: torch.Tensor) -> dict[str, float]:
+class Scores:
+    """A genotype's scores computed so far, kept in ``<runs>/<name>/scores<size>.json``: a key
+    names the proxy and the digest of the weights it scored, so new weights score afresh and
+    a rerun (or another process, one genotype each) scores only what is new."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.known = json.loads(path.read_text()) if path.exists() else {}
+
+    def get(self, key: str, compute: Callable[[], Any]) -> Any:
+        if key not in self.known:
+            self.known[key] = compute()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.known, indent=1) + "\n")
+            tmp.replace(self.path)
+        return self.known[key]
+
+
+def short_proxy(g: Genotype, settings: TrainSettings, pairs: Pairs) -> dict[str, float]:
+    """The old proxy: ``g`` trained ``settings.steps`` steps from scratch (seeded), scored."""
+    torch.manual_seed(derive_seed(0, g))
+    fresh = Stylizer(g).eval()
+    short_train(fresh, settings, derive_seed(0, g))
+    return score(fresh.eval(), pairs)
+
+
+def score_row(name: str, g: Genotype, args: argparse.Namespace, pairs: Pairs) -> dict:
+    """Every score of one genotype (see the module's docstring), cached in :class:`Scores`."""
+    cache = Scores(args.runs / name / f"scores{args.size}.json")
+    row: dict = {"genotype": str(g)}
+    weights, steps = standalone_weights(name, args.runs)
+    if weights is not None and steps < args.steps:
+        row["standalone"] = {"steps": steps}  # still training: not scored, not compared
+    elif weights is not None:
+        load = partial(Stylizer.from_pretrained, str(g), weights, "cpu")
+        key = f"standalone@{file_digest(weights)[:12]}"
+        row["standalone"] = cache.get(key, lambda: score(load(), pairs)) | {"steps": steps}
+    if name in NAMED:  # a shipped file holds the full genotype (transfers on)
+        load = partial(Stylizer.from_pretrained, name, None, "cpu")
+        key = f"shipped@{file_digest(resolve_arch_and_weights(name, None)[1])[:12]}"
+        row["shipped"] = cache.get(key, lambda: score(load(), pairs))
+    st = _base_stylizer("cpu")
+    st.genotype = g
+    held = pairs.held
+    for label, source in (("supernet", args.supernet), ("photonet", PHOTONET)):
+        tag = f"@{file_digest(source)[:12]}"
+        st.decoder = decoder_for(supernet_state(source), g)
+        if label == "supernet":
+            row["supernet"] = cache.get("supernet" + tag, lambda: score(st, pairs))
+        row[f"psnr_{label}"] = cache.get(
+            f"psnr_{label}{tag}", lambda: psnr(st.reconstruct(held), held)
+        )
+    if args.short_steps:
+        short = TrainSettings(str(args.train_data), steps=args.short_steps, device="cpu")
+        row["short"] = cache.get(f"short{args.short_steps}", lambda: short_proxy(g, short, pairs))
+    return row
+
+
+def score(st: Stylizer, pairs: Pairs) -> dict[str, float]:
     st.weights_id = None  # no style cache
-    o = score_pairs(st, contents, styles)
+    o = score_pairs(st, pairs.contents, pairs.styles)
     return o | {"quality": scalarise(o, PROXY_QUALITY)}
 
 
@@ -95,47 +173,28 @@ def main() -> None:
     ap.add_argument("--train", action="store_true", help="train the stand-alone networks")
     ap.add_argument("--train-only", action="store_true", help="train, then stop (no scores)")
     ap.add_argument("--only", default=None,
-                    help="train these genotypes of the set only, comma-separated (e.g. two "
-                         "processes of one thread each on different halves)")  # fmt: skip
+                    help="train and score these genotypes of the set only, comma-separated "
+                         "(e.g. two processes of one thread each on different halves)")  # fmt: skip
     ap.add_argument("--steps", type=int, default=600, help="stand-alone steps of each genotype")
     ap.add_argument("--short-steps", type=int, default=120, help="the old proxy's steps (0: off)")
     ap.add_argument("-o", "--out", type=Path, default=ROOT / "runs" / "fidelity")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    pairs = pair_paths(args.pairs)
-    contents = val_images([c for c, _ in pairs], args.size)
-    styles = val_images([s for _, s in pairs], args.size)
-    held = val_images(split_holdout(list_images(args.train_data))[1], args.size)
-    short = TrainSettings(str(args.train_data), steps=args.short_steps, device="cpu")
+    files = pair_paths(args.pairs)
+    pairs = Pairs(
+        val_images([c for c, _ in files], args.size),
+        val_images([s for _, s in files], args.size),
+        val_images(split_holdout(list_images(args.train_data))[1], args.size),
+    )
+    chosen = [n for n in genotypes() if not args.only or n in args.only.split(",")]
     if args.train:
-        chosen = set(args.only.split(",")) if args.only else set(genotypes())
-        for name, g in genotypes().items():
-            if name in chosen:
-                train_standalone(name, g, args.runs, args.steps, args.train_data)
+        for name in chosen:
+            train_standalone(name, genotypes()[name], args.runs, args.steps, args.train_data)
         if args.train_only:
             return
     rows = {}
-    for name, g in genotypes().items():
-        row: dict = {"genotype": str(g)}
-        weights, steps = standalone_weights(name, args.runs)
-        if weights is not None:
-            st = Stylizer.from_pretrained(str(g), weights, "cpu")
-            row["standalone"] = score(st, contents, styles) | {"steps": steps}
-        if name in NAMED:  # a shipped file holds the full genotype (transfers on)
-            row["shipped"] = score(Stylizer.from_pretrained(name, None, "cpu"), contents, styles)
-        st = _base_stylizer("cpu")
-        st.genotype = g
-        st.decoder = decoder_for(supernet_state(args.supernet), g)
-        row["supernet"] = score(st, contents, styles)
-        row["psnr_supernet"] = psnr(st.reconstruct(held), held)
-        st.decoder = decoder_for(supernet_state(ROOT / "weights" / "photonet.pt"), g)
-        row["psnr_photonet"] = psnr(st.reconstruct(held), held)
-        if args.short_steps:
-            torch.manual_seed(derive_seed(0, g))
-            fresh = Stylizer(g).eval()
-            short_train(fresh, short, derive_seed(0, g))
-            row["short"] = score(fresh.eval(), contents, styles)
-        rows[name] = row
+    for name in chosen:
+        rows[name] = row = score_row(name, genotypes()[name], args, pairs)
         print(name, json.dumps({k: v for k, v in row.items() if k != "genotype"}), flush=True)
     print("held-aside PSNR (dB), inherited from the supernet / from photonet:")
     for name, row in rows.items():
@@ -148,14 +207,18 @@ def main() -> None:
     # Only networks trained the whole budget are compared (a run stopped early is not).
     have = [n for n, r in rows.items() if r.get("standalone", {}).get("steps", 0) >= args.steps]
     report: dict = {"rows": rows, "standalone_genotypes": have, "correlation": {}}
+    guesses = {}  # each proxy's scores of the genotypes in `have`, and what they guess
     for proxy in ("supernet", "short") if args.short_steps else ("supernet",):
         for metric in ("quality", "dssim", "gram", "lab_w1"):
-            truth = [rows[n]["standalone"][metric] for n in have]
-            guess = [rows[n][proxy][metric] for n in have]
-            if len(have) >= 3:
-                tau, rho = kendalltau(truth, guess)[0], spearmanr(truth, guess)[0]
-                report["correlation"][f"{proxy}/{metric}"] = {"kendall": tau, "spearman": rho}
-    (args.out / "fidelity.json").write_text(json.dumps(report, indent=1) + "\n")
+            guesses[f"{proxy}/{metric}"] = (metric, [rows[n][proxy][metric] for n in have])
+    # the inherited decoder's reconstruction alone, as a proxy: the higher the PSNR the better
+    guesses["supernet_psnr/quality"] = ("quality", [-rows[n]["psnr_supernet"] for n in have])
+    for key, (metric, guess) in guesses.items() if len(have) >= 3 else ():
+        truth = [rows[n]["standalone"][metric] for n in have]
+        tau, rho = kendalltau(truth, guess)[0], spearmanr(truth, guess)[0]
+        report["correlation"][key] = {"kendall": tau, "spearman": rho}
+    if not args.only:  # a part of the set leaves the whole set's report as it is
+        (args.out / "fidelity.json").write_text(json.dumps(report, indent=1) + "\n")
     print(f"stand-alone networks: {len(have)} ({', '.join(have)})")
     for key, c in report["correlation"].items():
         print(f"{key}: Kendall {c['kendall']:.2f}, Spearman {c['spearman']:.2f}")
