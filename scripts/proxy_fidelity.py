@@ -16,7 +16,10 @@ five random ones, the decoder's own transfer bits off), score the shipped pipeli
   the cache below).
 
 Every score is kept in ``runs/fidelity/<name>/scores<size>.json`` under the digest of the
-weights it scored, so a rerun scores only new weights (``--only`` splits the work).
+weights it scored, so a rerun scores only new weights (``--only`` splits the work). The run
+folders are not committed: ``docs/proxy_fidelity.json`` records the stand-alone scores, and a
+genotype recorded at ``--steps`` with no run here is neither trained again nor rescored
+(``--no-record`` ignores the record; ``--save-record`` writes the runs scored here into it).
 
 Each row also has the reconstruction PSNR of the held-aside training photos (256 px) with
 the decoder inherited from the supernet and from the shipped photonet taken as an untrained
@@ -31,6 +34,7 @@ a proxy of the quality score), Kendall τ and Spearman ρ against
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import random
 import subprocess
@@ -61,6 +65,7 @@ from stylenas_cli.train import list_images, psnr, read_checkpoint, split_holdout
 from stylenas_cli.weights import resolve_arch_and_weights
 
 ROOT = Path(__file__).resolve().parents[1]
+RECORD = ROOT / "docs" / "proxy_fidelity.json"
 PHOTONET = ROOT / "weights" / "photonet.pt"
 SHARED = ROOT.parent / "shared" / "data"
 RECIPE = ["--batch", "8", "--size", "128", "--pixel-weight", "50"]
@@ -98,6 +103,25 @@ def train_standalone(name: str, g: Genotype, runs: Path, steps: int, data: Path)
     subprocess.run(argv, check=True)
 
 
+def read_record(path: Path | None) -> dict[str, dict]:
+    """The recorded stand-alone scores by genotype name (empty without a record)."""
+    if path is None or not path.exists():
+        return {}
+    return json.loads(path.read_text())["standalone"]
+
+
+def save_record(path: Path, rows: dict[str, dict]) -> None:
+    """Add the stand-alone scores made here (not those read from the record) to ``path``."""
+    record = json.loads(path.read_text()) if path.exists() else {"standalone": {}}
+    today = datetime.date.today().isoformat()
+    for name, row in rows.items():
+        scored = row.get("standalone", {})
+        if "quality" in scored and not scored.get("recorded"):
+            entry = {"genotype": row["genotype"], "measured": today} | scored
+            record["standalone"][name] = entry
+    path.write_text(json.dumps(record, indent=1) + "\n")
+
+
 class Scores:
     """A genotype's scores computed so far, kept in ``<runs>/<name>/scores<size>.json``: a key
     names the proxy and the digest of the weights it scored, so new weights score afresh and
@@ -125,12 +149,26 @@ def short_proxy(g: Genotype, settings: TrainSettings, pairs: Pairs) -> dict[str,
     return score(fresh.eval(), pairs)
 
 
-def score_row(name: str, g: Genotype, args: argparse.Namespace, pairs: Pairs) -> dict:
+def recorded(name: str, g: Genotype, record: dict[str, dict], steps: int) -> dict | None:
+    """``name``'s recorded stand-alone scores if they are of ``g`` at ``steps`` or more."""
+    entry = record.get(name)
+    if entry is None or entry["genotype"] != str(g) or entry["steps"] < steps:
+        return None
+    return {k: v for k, v in entry.items() if k not in ("genotype", "measured")} | {
+        "recorded": True
+    }
+
+
+def score_row(
+    name: str, g: Genotype, args: argparse.Namespace, pairs: Pairs, record: dict[str, dict]
+) -> dict:
     """Every score of one genotype (see the module's docstring), cached in :class:`Scores`."""
     cache = Scores(args.runs / name / f"scores{args.size}.json")
     row: dict = {"genotype": str(g)}
     weights, steps = standalone_weights(name, args.runs)
-    if weights is not None and steps < args.steps:
+    if weights is None and (known := recorded(name, g, record, args.steps)) is not None:
+        row["standalone"] = known
+    elif weights is not None and steps < args.steps:
         row["standalone"] = {"steps": steps}  # still training: not scored, not compared
     elif weights is not None:
         load = partial(Stylizer.from_pretrained, str(g), weights, "cpu")
@@ -178,7 +216,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=600, help="stand-alone steps of each genotype")
     ap.add_argument("--short-steps", type=int, default=120, help="the old proxy's steps (0: off)")
     ap.add_argument("-o", "--out", type=Path, default=ROOT / "runs" / "fidelity")
+    ap.add_argument("--no-record", action="store_true", help=f"ignore {RECORD.name}")
+    ap.add_argument("--save-record", action="store_true",
+                    help=f"add the stand-alone scores made here to {RECORD.name}")  # fmt: skip
     args = ap.parse_args()
+    record = {} if args.no_record else read_record(RECORD)
     args.out.mkdir(parents=True, exist_ok=True)
     files = pair_paths(args.pairs)
     pairs = Pairs(
@@ -189,12 +231,14 @@ def main() -> None:
     chosen = [n for n in genotypes() if not args.only or n in args.only.split(",")]
     if args.train:
         for name in chosen:
-            train_standalone(name, genotypes()[name], args.runs, args.steps, args.train_data)
+            g = genotypes()[name]
+            if standalone_weights(name, args.runs)[0] or not recorded(name, g, record, args.steps):
+                train_standalone(name, g, args.runs, args.steps, args.train_data)
         if args.train_only:
             return
     rows = {}
     for name in chosen:
-        rows[name] = row = score_row(name, genotypes()[name], args, pairs)
+        rows[name] = row = score_row(name, genotypes()[name], args, pairs, record)
         print(name, json.dumps({k: v for k, v in row.items() if k != "genotype"}), flush=True)
     print("held-aside PSNR (dB), inherited from the supernet / from photonet:")
     for name, row in rows.items():
@@ -219,6 +263,8 @@ def main() -> None:
         report["correlation"][key] = {"kendall": tau, "spearman": rho}
     if not args.only:  # a part of the set leaves the whole set's report as it is
         (args.out / "fidelity.json").write_text(json.dumps(report, indent=1) + "\n")
+    if args.save_record:
+        save_record(RECORD, rows)
     print(f"stand-alone networks: {len(have)} ({', '.join(have)})")
     for key, c in report["correlation"].items():
         print(f"{key}: Kendall {c['kendall']:.2f}, Spearman {c['spearman']:.2f}")

@@ -241,3 +241,83 @@ def test_score_pairs_measures_whole_gram_matrices_and_colours(monkeypatch, train
     assert got["gram"] == pytest.approx(want, rel=1e-5) and want > 0.01
     assert got["lab_w1"] == pytest.approx(lab_w1(c[0], s[0]), rel=1e-6)
     assert got["dssim"] == pytest.approx(1 - ssim(c[0], c[0]), abs=1e-9)  # its own content: 0
+
+
+# --- re-ranking the fittest by short training -------------------------------------------------
+
+
+def test_fittest_takes_distinct_genotypes_and_skips_failures():
+    from stylenas_cli.nas.rerank import fittest
+
+    a, b, c = (str(random_genotype(random.Random(k), PROXY_SPACE)) for k in range(3))
+    records = [
+        {"genotype": a, "fitness": 2.0},
+        {"genotype": b, "fitness": None},  # failed
+        {"genotype": c, "fitness": 1.0},
+        {"genotype": a, "fitness": 2.0},  # a duplicate reuses its score
+    ]
+    assert fittest(records, 5) == [c, a] and fittest(records, 1) == [c]
+
+
+def test_rerank_trains_the_fittest_and_picks_the_winner_after_training(
+    train_dir, supernet_file, tmp_path, monkeypatch
+):
+    from stylenas_cli.model import Stylizer
+    from stylenas_cli.nas import rerank as rr
+    from stylenas_cli.nas.evolution import scalarise
+
+    out = tmp_path / "run"
+    config = SearchConfig(
+        out, train_dir, tmp_path / "unused", val_count=1, val_size=32, population=3,
+        sample=1, budget=4, supernet=supernet_file, device="cpu", rerank=2,
+        train_steps=2, image_size=32, batch=1,
+    )  # fmt: skip
+    summary = search(config, log=lambda m: None)
+    records = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
+    lines = [json.loads(x) for x in (out / "rerank.jsonl").read_text().splitlines()]
+    two = sorted(records, key=lambda r: r["fitness"])[:2]
+    assert {r["genotype"] for r in lines} == {r["genotype"] for r in two}
+    best = json.loads((out / "best.json").read_text())
+    win = min(lines, key=lambda r: r["fitness"])
+    assert best["genotype"] == summary["genotype"] == win["genotype"]
+    assert best["supernet_winner"]["genotype"] == two[0]["genotype"]
+    assert [r["genotype"] for r in best["rerank"]] == [
+        r["genotype"] for r in sorted(lines, key=lambda r: r["fitness"])
+    ]
+    for line in lines:  # fitness is the run's weighted sum of what training scored
+        assert line["fitness"] == pytest.approx(scalarise(line["objectives"], PROXY_WEIGHTS))
+        trained = torch.load(out / line["checkpoint"], weights_only=True)
+        assert trained["step"] == 2 and trained["genotype"] == line["genotype"]
+        inherited = inherit(supernet_state(supernet_file), Genotype(line["genotype"]))
+        assert any(
+            not torch.equal(trained["state_dict"][k], v.half()) for k, v in inherited.items()
+        )
+    st = Stylizer.from_pretrained(str(out / "best.json"), device="cpu")  # loads the trained one
+    want = torch.load(out / best["checkpoint"], weights_only=True)["state_dict"]
+    assert best["checkpoint"].startswith("rerank/")
+    assert all(torch.equal(st.decoder.state_dict()[k].half(), want[k]) for k in want)
+    # A resumed run trains nothing again and names the same winner.
+    monkeypatch.setattr(rr, "retrain", lambda *a: pytest.fail("re-ranked again"))
+    again = search(SearchConfig(**{**vars(config), "resume": True}), log=lambda m: None)
+    assert again["genotype"] == win["genotype"] and again["rerank"] == best["rerank"]
+
+
+def test_rerank_needs_the_supernet_proxy(train_dir, tmp_path):
+    config = SearchConfig(tmp_path / "r", train_dir, tmp_path, proxy="train", rerank=2)
+    with pytest.raises(SearchError, match="--rerank re-ranks a supernet search"):
+        search(config)
+    assert not (tmp_path / "r").exists()
+
+
+def test_search_cli_prints_the_reranked_genotypes(train_dir, supernet_file, tmp_path):
+    from stylenas_cli.cli.search import search_command
+
+    out = tmp_path / "run"
+    args = ["--train-data", train_dir, "--supernet", supernet_file, "-o", out, "--budget", 2]
+    args += ["--population", 2, "--sample", 1, "--val-count", 1, "--val-size", 32]
+    args += ["--rerank", 1, "--train-steps", 1, "--image-size", 32, "--batch", 1]
+    result = CliRunner().invoke(search_command, list(map(str, args)))
+    assert result.exit_code == 0, result.output
+    best = json.loads((out / "best.json").read_text())
+    assert "re-ranked by training" in result.stderr
+    assert f"{best['rerank'][0]['genotype']}  fitness {best['fitness']:.4f}" in result.stderr

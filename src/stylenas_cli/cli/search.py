@@ -167,6 +167,17 @@ def front_lines(front: list[dict]) -> list[str]:
     return lines
 
 
+def rerank_lines(summary: dict) -> list[str]:
+    """The re-ranked genotypes, fittest after training first, beside their supernet fitness."""
+    was = summary["supernet_winner"]
+    lines = [f"re-ranked by training (supernet's winner {was['genotype']} {was['fitness']:.4f}):"]
+    for row in summary["rerank"]:
+        o = row["objectives"]
+        values = "  ".join(f"{c} {o[c]:.4g}" for c in ("dssim", "gram", "lab_w1") if c in o)
+        lines.append(f"  {row['genotype']}  fitness {row['fitness']:.4f}  {values}")
+    return lines
+
+
 def _execute(kind: str, job, config, quiet: bool, as_json: bool) -> None:
     """Run ``job(config, ...)`` (:func:`~stylenas_cli.nas.search` or ``prune``) with
     progress bars, then print the summary: one JSON object, or the path of best.json."""
@@ -190,12 +201,18 @@ def _execute(kind: str, job, config, quiet: bool, as_json: bool) -> None:
     def on_step(step: int, info: dict) -> None:
         bar.update(tasks["final"], completed=step, info=f"loss {info['loss']:.4f}")
 
+    def on_rerank(line: dict) -> None:
+        bar.update(tasks["rerank"], advance=1, info=f"last {line['fitness']:.4f}")
+
     def log(message: str) -> None:
         if not quiet:
             bar.console.print(escape(message))
 
+    hooks = dict(on_start=on_start, on_result=on_result, on_step=on_step, log=log)
+    if kind == "search":
+        hooks["on_rerank"] = on_rerank
     try:
-        summary = job(config, on_start=on_start, on_result=on_result, on_step=on_step, log=log)
+        summary = job(config, **hooks)
     finally:
         if tasks:  # started (stopping prints a line even when it was not)
             bar.stop()
@@ -210,6 +227,8 @@ def _execute(kind: str, job, config, quiet: bool, as_json: bool) -> None:
             f"{len(front)} on the Pareto front)"
         )
         for line in front_lines(front) if front else []:
+            console().print(line, soft_wrap=True, highlight=False)
+        for line in rerank_lines(summary) if "rerank" in summary else []:
             console().print(line, soft_wrap=True, highlight=False)
     click.echo(str(Path(summary["run"]) / "best.json"))
 
@@ -238,6 +257,14 @@ def _execute(kind: str, job, config, quiet: bool, as_json: bool) -> None:
     "of held-aside training photos (no training, seconds each; --val-pairs and the training "
     "options are unused); train: each candidate trained --train-steps, then scored on "
     "--val-pairs.",
+)
+@click.option(
+    "--rerank",
+    type=click.IntRange(min=0),
+    default=0,
+    help="--proxy supernet: then train the K fittest candidates from scratch (--train-steps "
+    "steps of --batch crops of --image-size) and pick the winner among them by their scores "
+    "after training, which rank genotypes more faithfully (docs/search.md). 0: off.",
 )
 @click.option(
     "--supernet",

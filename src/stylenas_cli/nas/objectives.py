@@ -392,10 +392,12 @@ def train_winner(
     steps: int,
     log: Callable[[str], None] = print,
     on_step: Callable[[int, dict], None] | None = None,
+    start: str | Path | None = None,
 ) -> tuple[Path, dict[str, float], float]:
     """Train the winner ``steps`` more steps (``stylenas train``'s loop, resumable in
-    ``<run>/final``) from its candidate decoder, export ``<run>/winner.pt`` (fp16) and
-    measure it again. Returns (weights file, objectives, training seconds)."""
+    ``<run>/final``) from ``start`` (a decoder file relative to the run; default its candidate
+    decoder), export ``<run>/winner.pt`` (fp16) and measure it again. Returns (weights file,
+    objectives, training seconds)."""
     run_dir = Path(objective.run_dir)
     out = run_dir / "final"
     last = out / "last.pt"
@@ -403,7 +405,7 @@ def train_winner(
         held = read_checkpoint(last)["genotype"]
         if held != str(genotype):  # the winner changed since (a longer resumed search)
             last.unlink()
-    start = run_dir / CANDIDATES / f"{genotype}.pt"
+    start = run_dir / (start or Path(CANDIDATES) / f"{genotype}.pt")
     init = start if start.exists() else objective.init
     t = objective.train
     cfg = t.config(

@@ -43,12 +43,14 @@ from .objectives import (
     train_winner,
 )
 from .proxy import PROXY_SPACE, PROXY_WEIGHTS, SupernetObjective, prepare_proxy, shipped_genotype
-from .rundir import Plan, Run, execute
+from .rerank import RERANK, OnRerank, rerank, reranked_summary
+from .rundir import Plan, Run, execute, read_jsonl
 
 AXES = ("gflops", "quality")  # (cost, quality) of the Pareto plot
 
 # on_start(phase, total, done, info): phase "search" (total: the budget, done: candidates
-# finished by an earlier run) or "final" (total: the winner's steps, info: its genotype).
+# finished by an earlier run), "rerank" (total: genotypes re-ranked, done: by an earlier
+# run) or "final" (total: the winner's steps, info: its genotype).
 OnStart = Callable[[str, int, int, str], None]
 OnResult = Callable[[Result, dict], None]  # each new candidate and the summary so far
 OnStep = Callable[[int, dict], None]  # (step, info) of the winner's training
@@ -105,6 +107,9 @@ class SearchConfig(RunConfig):
     weights: dict[str, float] | None = None  # None: the proxy's defaults
     proxy: str = "supernet"
     supernet: str | Path | None = None  # None: the shipped weights/supernet.pt
+    # supernet proxy: then train this many of the fittest from scratch (train_steps) and
+    # pick the winner among them (.rerank)
+    rerank: int = 0
 
 
 def supernet_file(path: str | Path | None) -> Path:
@@ -135,6 +140,7 @@ class _Hooks:
     on_result: OnResult | None
     on_step: OnStep | None
     log: Log
+    on_rerank: OnRerank | None = None
 
 
 def search(
@@ -143,6 +149,7 @@ def search(
     on_start: OnStart | None = None,
     on_result: OnResult | None = None,
     on_step: OnStep | None = None,
+    on_rerank: OnRerank | None = None,
     log: Log = print,
 ) -> dict:
     """StyleNAS (SPEC §5): search decoder architectures in ``config.out``; returns the
@@ -151,7 +158,10 @@ def search(
     if config.proxy not in PROXIES:
         raise SearchError(f"unknown proxy {config.proxy!r}; use one of {', '.join(PROXIES)}")
     if config.proxy == "supernet":
-        return _supernet_search(config, include, _Hooks(on_start, on_result, on_step, log))
+        hooks = _Hooks(on_start, on_result, on_step, log, on_rerank)
+        return _supernet_search(config, include, hooks)
+    if config.rerank:
+        raise SearchError("--rerank re-ranks a supernet search: use it with --proxy supernet")
     weights = dict(config.weights or STYLENAS_WEIGHTS)
 
     def prepare(run: Run, settings: TrainSettings, val_pairs: str):
@@ -184,8 +194,27 @@ def _supernet_search(config: SearchConfig, include: tuple[Genotype, ...], hooks:
         "weights": weights,
         "proxy": "supernet",
         "supernet": f"{supernet}:{sha256_of(supernet)}",
+        "rerank": config.rerank,
     }
-    return _run("search", config, include, extra, prepare, hooks, pairs=False)
+
+    def finish(run: Run, objective: SupernetObjective, summary: dict) -> dict:
+        if not config.rerank:
+            return summary
+        done = len(read_jsonl(run.path / RERANK))
+        if hooks.on_start:
+            hooks.on_start("rerank", config.rerank, min(done, config.rerank), "")
+
+        def on_rerank(line: dict) -> None:
+            hooks.log(f"re-ranked {line['genotype']}: fitness {line['fitness']:.4f} trained")
+            if hooks.on_rerank:
+                hooks.on_rerank(line)
+
+        ranked = rerank(run, objective, config.rerank, on_rerank)
+        summary = reranked_summary(summary, ranked)
+        run.write_best(summary)
+        return summary
+
+    return _run("search", config, include, extra, prepare, hooks, pairs=False, finish=finish)
 
 
 def prune(
@@ -234,11 +263,14 @@ def _run(
     prepare: Prepare,
     hooks: _Hooks,
     pairs: bool = True,
+    finish: Callable[[Run, Callable, dict], dict] | None = None,
 ) -> dict:
     """What both share: check the data, open the run, search, train the winner.
 
     ``prepare(run, settings, val_pairs)`` writes the run's validation data and returns
-    (objective, search space, plot title). ``pairs``: the objective reads ``val_pairs``."""
+    (objective, search space, plot title). ``pairs``: the objective reads ``val_pairs``.
+    ``finish(run, objective, summary)``: what happens to the summary before the winner's
+    training."""
     t0 = time.perf_counter()
     train_data = _check_folder(config.train_data, "training data")
     val_pairs = _check_folder(config.val_pairs, "validation pairs") if pairs else ""
@@ -281,6 +313,8 @@ def _run(
         executor.close()  # frees the workers (and their GPU memory) before the final training
     if summary.get("genotype") is None:
         raise SearchError(f"every candidate failed: see {run.records_path}")
+    if finish:
+        summary = finish(run, objective, summary)
     if config.final_steps:
         summary = _train_final(run, objective, summary, config.final_steps, hooks)
     return {"run": str(run.path), **summary, "wall_seconds": round(time.perf_counter() - t0, 1)}
@@ -291,7 +325,10 @@ def _train_final(run: Run, objective, summary: dict, steps: int, hooks: _Hooks) 
     if hooks.on_start:
         hooks.on_start("final", steps, 0, summary["genotype"])
     genotype = Genotype(summary["genotype"])
-    dest, objectives, seconds = train_winner(objective, genotype, steps, hooks.log, hooks.on_step)
+    start = summary["checkpoint"] if "rerank" in summary else None  # trained beats inherited
+    dest, objectives, seconds = train_winner(
+        objective, genotype, steps, hooks.log, hooks.on_step, start
+    )
     final = {"steps": steps, "train_seconds": round(seconds, 1), **objectives}
     summary = {**summary, "checkpoint": dest.name, "final": final}
     run.write_best(summary)

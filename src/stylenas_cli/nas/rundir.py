@@ -40,7 +40,7 @@ CONFIG, RECORDS, BEST, PLOT, CANDIDATES = (
 )
 # Settings a resumed run may change: they do not change what a candidate scores.
 MAY_CHANGE = frozenset({"workers", "backend", "address", "budget", "keep_checkpoints"})
-MAY_CHANGE |= {"final_steps", "device", "precision", "threads"}
+MAY_CHANGE |= {"final_steps", "device", "precision", "threads", "rerank"}
 STRATEGIES = ("evolution", "random")
 
 
@@ -66,6 +66,40 @@ def record_of(result: Result) -> dict:
         "info": info,
         "finished": time.time(),
     }
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Every line of a JSON-lines file appended by :func:`append_jsonl`, in order; a torn
+    last line (a kill in the middle of a write) is dropped; none for a missing file."""
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()
+    out = []
+    for n, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            if n == len(lines) - 1:
+                break
+            raise RunError(f"{path}: line {n + 1} is not JSON") from None
+    return out
+
+
+def repair_jsonl(path: Path) -> None:
+    """Drop a torn last line of ``path`` so that appends start on a line of their own."""
+    if path.exists() and (text := path.read_text()) and not text.endswith("\n"):
+        good = "".join(json.dumps(r) + "\n" for r in read_jsonl(path))
+        atomic_write(path, lambda tmp: tmp.write_text(good))
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    """Append one line, on disk (fsynced) before anything else happens."""
+    with open(path, "a") as f:
+        f.write(json.dumps(jsonable(record)) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def scores_of(record: dict) -> Scores:
@@ -157,29 +191,11 @@ class Run:
 
     def records(self) -> list[dict]:
         """Every finished candidate so far, in finishing order (a torn last line dropped)."""
-        if not self.records_path.exists():
-            return []
-        lines = self.records_path.read_text().splitlines()
-        out = []
-        for n, line in enumerate(lines):
-            if not line.strip():
-                continue
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                if n == len(lines) - 1:
-                    break  # killed in the middle of the last write
-                raise RunError(f"{self.records_path}: line {n + 1} is not JSON") from None
-        return out
+        return read_jsonl(self.records_path)
 
     def _repair(self) -> None:
         """Drop a torn last line so that appends start on a line of their own."""
-        if not self.records_path.exists():
-            return
-        text = self.records_path.read_text()
-        if text and not text.endswith("\n"):
-            good = "".join(json.dumps(r) + "\n" for r in self.records())
-            atomic_write(self.records_path, lambda tmp: tmp.write_text(good))
+        repair_jsonl(self.records_path)
 
     def cache(self) -> dict[Genotype, Scores]:
         """Every finished candidate's scores: the engine never evaluates these again."""
@@ -188,10 +204,7 @@ class Run:
     def append(self, result: Result) -> dict:
         """Record a finished candidate, on disk (fsynced) before anything else happens."""
         record = record_of(result)
-        with open(self.records_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_jsonl(self.records_path, record)
         return record
 
     # --- outputs ------------------------------------------------------------------------

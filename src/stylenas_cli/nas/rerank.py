@@ -1,0 +1,104 @@
+"""Re-rank a supernet search's fittest candidates by short training (``search --rerank K``).
+
+Weights inherited from the supernet rank genotypes less faithfully than a short training
+from scratch does (``docs/search.md``, proxy fidelity), at a hundredth of its cost. So the
+search runs on the supernet, then its ``K`` fittest genotypes are each trained from scratch
+with the run's training settings (``train_steps`` steps of ``batch`` crops of ``image_size``,
+seeded by the run's seed and the genotype) and measured again on the same validation pairs
+with the same objectives; the winner is the fittest after training.
+
+::
+
+    <run>/rerank.jsonl          one line per re-ranked genotype, appended and fsynced at once
+    <run>/rerank/<genotype>.pt  its trained decoder (fp16): best.json names the winner's
+
+A rerun skips the genotypes already in ``rerank.jsonl``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from ..device import resolve_device
+from ..files import atomic_write
+from ..genotype import Genotype
+from ..model import Stylizer
+from .evolution import scalarise
+from .objectives import derive_seed, short_train
+from .proxy import SupernetObjective
+from .rundir import Run, append_jsonl, read_jsonl, repair_jsonl
+
+RERANK, RERANK_DIR = "rerank.jsonl", "rerank"
+
+OnRerank = Callable[[dict], None]  # each re-ranked genotype's line of rerank.jsonl
+
+
+def fittest(records: list[dict], k: int) -> list[str]:
+    """The ``k`` fittest distinct genotypes of a run's records (failures left out)."""
+    ok = sorted((r for r in records if r.get("fitness") is not None), key=lambda r: r["fitness"])
+    return list(dict.fromkeys(r["genotype"] for r in ok))[:k]
+
+
+def retrain(objective: SupernetObjective, genotype: Genotype) -> dict:
+    """Train ``genotype`` from scratch with ``objective``'s settings, save its decoder under
+    ``<run>/rerank/`` and measure it; returns its line of ``rerank.jsonl``."""
+    t = objective.train
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    seed = derive_seed(objective.seed, genotype)
+    torch.manual_seed(seed)
+    st = Stylizer(genotype).to(resolve_device(t.device))
+    t0 = time.perf_counter()
+    loss = short_train(st, t, seed)
+    seconds = time.perf_counter() - t0
+    st.eval()
+    st.weights_id = None  # no style cache: its entries are keyed by weights
+    objectives = objective.measure(st)
+    checkpoint = Path(RERANK_DIR) / f"{genotype}.pt"
+    state = {k: v.detach().half().cpu() for k, v in st.decoder.state_dict().items()}
+    payload = {"genotype": str(genotype), "state_dict": state, "step": t.steps}
+    atomic_write(Path(objective.run_dir) / checkpoint, lambda tmp: torch.save(payload, tmp))
+    return {
+        "genotype": str(genotype),
+        "objectives": objectives,
+        "fitness": scalarise(objectives, objective.weights),
+        "train_seconds": round(seconds, 3),
+        "train_loss": loss,
+        "checkpoint": str(checkpoint),
+    }
+
+
+def rerank(
+    run: Run, objective: SupernetObjective, k: int, on_rerank: OnRerank | None = None
+) -> list[dict]:
+    """Re-rank the run's ``k`` fittest genotypes (module docstring), fittest first."""
+    path = run.path / RERANK
+    repair_jsonl(path)
+    done = {r["genotype"]: r for r in read_jsonl(path)}
+    chosen = fittest(run.records(), k)
+    for g in chosen:
+        if g not in done:
+            done[g] = line = retrain(objective, Genotype(g))
+            append_jsonl(path, line)
+        if on_rerank:
+            on_rerank(done[g])
+    return sorted((done[g] for g in chosen), key=lambda r: r["fitness"])
+
+
+def reranked_summary(summary: dict, ranked: list[dict]) -> dict:
+    """The search's summary with the re-ranked winner in place of the supernet's (which is
+    kept as ``supernet_winner``) and every re-ranked genotype listed under ``rerank``."""
+    win = ranked[0]
+    return {
+        **summary,
+        "genotype": win["genotype"],
+        "checkpoint": win["checkpoint"],
+        "objectives": win["objectives"],
+        "fitness": win["fitness"],
+        "supernet_winner": {k: summary[k] for k in ("genotype", "objectives", "fitness")},
+        "rerank": [{k: r[k] for k in ("genotype", "fitness", "objectives")} for r in ranked],
+    }
