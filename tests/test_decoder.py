@@ -87,3 +87,37 @@ def test_turned_off_convs_are_absent():
     # FLOPs scale with the pixel count.
     ratio = decoder_flops(nas, 256, 256) / decoder_flops(nas, 128, 128)
     assert 3.9 < ratio < 4.1
+
+
+def test_canonical_turns_off_only_bits_that_cannot_change_the_output():
+    from stylenas_cli.decoder import canonical
+    from stylenas_cli.genotype import BIT_NAMES
+
+    def shift(point: str, x: torch.Tensor) -> torch.Tensor:  # a stand-in WCT: new patterns
+        return x.roll(1 + len(point), dims=1) * 1.5
+
+    rng = random.Random(4)
+    dropped = set()
+    feats = _feats(1, 32, 32)
+    for _ in range(40):
+        g = random_genotype(rng)
+        c = canonical(g)
+        assert canonical(c) == c and c.is_subnet_of(g)
+        torch.manual_seed(0)
+        a = Decoder(g).eval()
+        b = Decoder(c).eval()
+        b.load_state_dict(a.state_dict())  # the bits dropped own no weights
+        with torch.no_grad():
+            assert torch.equal(a(feats, shift), b(feats, shift))
+        dropped |= {BIT_NAMES[i] for i in range(len(g.bits)) if g.bits[i] != c.bits[i]}
+        # every bit it keeps can matter: switching one kept IN or skip WCT off changes it
+        for i in (i for i, bit in enumerate(c.bits) if bit == "1"):
+            name = BIT_NAMES[i]
+            if name.endswith("_in") or (name[0] == "s" and name.endswith("_transfer")):
+                d = Decoder(c.flip(i)).eval()
+                d.load_state_dict(a.state_dict())
+                with torch.no_grad():
+                    assert not torch.equal(d(feats, shift), b(feats, shift)), name
+    assert dropped <= {n for n in BIT_NAMES if n.endswith("_in") or n[0] == "s"}
+    assert {"d2_in", "s4_transfer"} <= dropped
+    assert canonical(NAMED["photonas"]) == NAMED["photonas"]

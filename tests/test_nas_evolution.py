@@ -24,7 +24,9 @@ from stylenas_cli.nas.evolution import (
     evolve,
     make_executor,
     mutate,
+    mutate_feasible,
     pareto_front,
+    random_feasible,
     random_genotype,
     random_search,
     scalarise,
@@ -218,6 +220,57 @@ def test_ray_backend_scores_equal_the_local_ones():
     assert {r.genotype: r.scores for r in remote} == local
 
 
+def at_most(n: int):
+    """A toy cost cap: at most ``n`` bits on."""
+    return lambda g: g.n_on <= n
+
+
+def test_a_cost_cap_bounds_every_proposal_and_samples_the_feasible_set_uniformly():
+    rng = random.Random(0)
+    space = (0, 1, 2, 3)  # 16 genotypes; at most one bit on: 5 of them
+    draws = [random_feasible(rng, space, at_most(1)) for _ in range(5000)]
+    counts = {g: draws.count(g) for g in set(draws)}
+    assert len(counts) == 5 and all(g.n_on <= 1 for g in counts)
+    assert max(counts.values()) / min(counts.values()) < 1.2  # uniform over the feasible
+    for _ in range(200):
+        parent = random_feasible(rng, SEARCHABLE_BITS, at_most(6))
+        child = mutate_feasible(parent, rng, SEARCHABLE_BITS, at_most(6))
+        assert child.n_on <= 6 and sum(a != b for a, b in zip(parent.bits, child.bits)) == 1
+    stuck = Genotype("1" + "0" * 31)  # no flip stays feasible: the parent comes back
+    assert mutate_feasible(stuck, rng, (0,), lambda g: g == stuck) == stuck
+    with pytest.raises(StylenasError, match="constraint"):
+        random_feasible(rng, space, lambda g: False)
+
+
+@pytest.mark.parametrize("strategy", ["evolution", "random"])
+def test_a_capped_search_evaluates_only_feasible_genotypes(strategy):
+    fn = Counting()
+    rng = random.Random(3)
+    if strategy == "evolution":
+        results = evolve(fn, 40, 8, 3, rng, feasible=at_most(8))
+    else:
+        results = random_search(fn, 40, rng, feasible=at_most(8))
+    assert len(set(fn.calls)) == 40 and all(g.n_on <= 8 for g in fn.calls)
+    assert all(r.genotype.n_on <= 8 for r in results)
+
+
+def test_normalised_proposals_make_equivalent_genotypes_one_model():
+    def fold(g: Genotype) -> Genotype:  # a toy equivalence: bits 16+ never matter
+        return Genotype(g.bits[:16] + "0" * 16)
+
+    for strategy in ("evolution", "random"):
+        fn = Counting()
+        rng = random.Random(5)
+        if strategy == "evolution":
+            results = evolve(fn, 30, 8, 3, rng, normalise=fold, max_proposals=5000)
+        else:
+            results = random_search(fn, 30, rng, normalise=fold, max_proposals=5000)
+        assert len(fn.calls) == len(set(fn.calls)) == 30  # 30 distinct networks scored
+        assert all(fold(g) == g for g in fn.calls) and all(
+            fold(r.genotype) == r.genotype for r in results
+        )
+
+
 # --- durable runs -------------------------------------------------------------------------
 
 
@@ -288,6 +341,8 @@ def test_plan_checks_its_settings():
         Plan(population=3, sample=5)
     with pytest.raises(StylenasError, match="outside"):
         Plan(space=(0, 1), include=(NAMED["photonet"],))
+    with pytest.raises(StylenasError, match="cost cap"):
+        Plan(include=(NAMED["photonet"],), feasible=at_most(8))
     with pytest.raises(StylenasError, match="backend"):
         make_executor(toy, 1, "slurm")
     with pytest.raises(ValueError, match="sample"):

@@ -27,6 +27,7 @@ from stylenas_cli.nas.proxy import (
     idle_bits,
     prepare_proxy,
     score_pairs,
+    search_genotype,
     shipped_genotype,
     supernet_state,
 )
@@ -123,13 +124,57 @@ def test_a_supernet_search_runs_end_to_end(train_dir, supernet_file, tmp_path):
     # --include photonas: its decoder (transfer bits off: the shipped pipeline has none)
     assert len(records) == 3
     assert records[0]["genotype"] == str(shipped_genotype(NAMED["photonas"]))
-    for r in records:  # the proxy searches the bits the shipped pipeline uses
+    for r in records:  # the proxy searches the bits the shipped pipeline uses, one name each
         g = Genotype(r["genotype"])
         assert all(g.bits[i] == "0" for i in range(N_BITS) if i not in PROXY_SPACE)
+        assert search_genotype(g) == g
         assert "lab_w1" in r["objectives"] and r["error"] is None
     assert json.loads((out / "config.json").read_text())["proxy"] == "supernet"
     st = Stylizer.from_pretrained(str(out / "best.json"), device="cpu")
     assert str(st.genotype) == summary["genotype"]
+
+
+def test_a_gflops_cap_is_a_number_or_an_architecture_and_matches_the_counted_cost():
+    from stylenas_cli.decoder import decoder_flops
+    from stylenas_cli.errors import StylenasError
+    from stylenas_cli.nas.objectives import GflopsCap, gflops
+
+    for g in (NAMED["photonas"], random_genotype(random.Random(5), PROXY_SPACE)):
+        assert gflops(g) == pytest.approx(decoder_flops(Decoder(g), 64, 64) * 64 / 1e9)
+    cap = GflopsCap.of("photonas")
+    assert cap.limit == pytest.approx(gflops(NAMED["photonas"])) and 70 < cap.limit < 75
+    assert cap(NAMED["photonas"]) and not cap(NAMED["photonet"])
+    assert GflopsCap.of("300")(NAMED["photonet"]) and GflopsCap.of(100.0).limit == 100.0
+    for bad in ("-1", "nan", 0.0):
+        with pytest.raises(SearchError, match="positive number or an architecture"):
+            GflopsCap.of(bad)
+    with pytest.raises(StylenasError, match="unknown architecture"):
+        GflopsCap.of("photonass")
+
+
+def test_a_capped_supernet_search_scores_only_genotypes_within_the_cap(
+    train_dir, supernet_file, tmp_path
+):
+    from stylenas_cli.errors import StylenasError
+    from stylenas_cli.nas.objectives import gflops
+
+    out = tmp_path / "run"
+    config = SearchConfig(
+        out, train_dir, tmp_path / "unused", val_count=1, val_size=32, population=3,
+        sample=2, budget=6, supernet=supernet_file, device="cpu", max_gflops="photonas",
+    )  # fmt: skip
+    search(config, log=lambda m: None)
+    records = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
+    limit = gflops(NAMED["photonas"])
+    assert len(records) == 6
+    assert all(r["objectives"]["gflops"] <= limit + 1e-6 for r in records)
+    assert json.loads((out / "config.json").read_text())["max_gflops"] == pytest.approx(limit)
+    with pytest.raises(StylenasError, match="max_gflops was"):  # a resume keeps the cap
+        search(SearchConfig(**{**vars(config), "resume": True, "max_gflops": 100}))
+    photonet = SearchConfig(**{**vars(config), "out": tmp_path / "b", "include": "photonet"})
+    with pytest.raises(SearchError, match="does not meet the cost cap"):
+        search(photonet)
+    assert not (tmp_path / "b").exists()
 
 
 def test_search_cli_refuses_a_missing_supernet(train_dir, tmp_path):
@@ -276,7 +321,8 @@ def test_rerank_trains_the_fittest_and_picks_the_winner_after_training(
     records = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
     lines = [json.loads(x) for x in (out / "rerank.jsonl").read_text().splitlines()]
     two = sorted(records, key=lambda r: r["fitness"])[:2]
-    assert {r["genotype"] for r in lines} == {r["genotype"] for r in two}
+    reference = str(shipped_genotype(NAMED["photonas"]))  # --include: trained alike
+    assert {r["genotype"] for r in lines} == {r["genotype"] for r in two} | {reference}
     best = json.loads((out / "best.json").read_text())
     win = min(lines, key=lambda r: r["fitness"])
     assert best["genotype"] == summary["genotype"] == win["genotype"]

@@ -20,7 +20,7 @@ from torch import nn
 
 from .banded import banded_conv, worth_banding
 from .encoder import CHANNELS
-from .genotype import Genotype
+from .genotype import BIT_NAMES, Genotype
 
 Transfer = Callable[[str, torch.Tensor], torch.Tensor]
 
@@ -221,6 +221,23 @@ class Decoder(nn.Module):
                 x = _upsample(x, feats[s.up_to])
                 x = self._maybe(f"{s.name}_post", x)
         return x
+
+
+def canonical(genotype: Genotype) -> Genotype:
+    """``genotype`` with the bits off that cannot change its decoder's output: a stage's
+    instance normalisation without its skip concatenation, and the WCT of a skip that is
+    neither concatenated nor pooled into the bottleneck. Equal outputs, one name."""
+    bits = list(genotype.bits)
+    read = {lv for bit, lv, _ in BFA_SKIPS if genotype.on(bit)}
+    for s in stage_specs():
+        if genotype.on(f"{s.name}_concat"):
+            read.add(s.skip)
+        else:
+            bits[BIT_NAMES.index(f"{s.name}_in")] = "0"
+    for bit, level in ENCODER_POINTS:
+        if level != "relu5_1" and level not in read:
+            bits[BIT_NAMES.index(bit)] = "0"
+    return Genotype("".join(bits))
 
 
 def count_parameters(module: nn.Module) -> int:

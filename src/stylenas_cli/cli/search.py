@@ -73,6 +73,14 @@ _shared = options(
         "marked in the plot; '' for none.",
     ),
     click.option(
+        "--max-gflops",
+        default=None,
+        metavar="GFLOPS|ARCH",
+        help="Search only genotypes whose decoder costs at most this many GFLOPs at "
+        "512×512, or at most an architecture's (a name or 32-bit string: 'photonas' "
+        "searches for networks no costlier than it). Default: no cap.",
+    ),
+    click.option(
         "--train-steps",
         type=click.IntRange(min=0),
         default=100,
@@ -262,9 +270,10 @@ def _execute(kind: str, job, config, quiet: bool, as_json: bool) -> None:
     "--rerank",
     type=click.IntRange(min=0),
     default=0,
-    help="--proxy supernet: then train the K fittest candidates from scratch (--train-steps "
-    "steps of --batch crops of --image-size) and pick the winner among them by their scores "
-    "after training, which rank genotypes more faithfully (docs/search.md). 0: off.",
+    help="--proxy supernet: then train the K fittest candidates and the --include ones "
+    "from scratch (--train-steps steps of --batch crops of --image-size) and pick the "
+    "winner among them by their scores after training, which rank genotypes more "
+    "faithfully (docs/search.md). 0: off.",
 )
 @click.option(
     "--supernet",

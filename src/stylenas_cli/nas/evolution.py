@@ -4,7 +4,9 @@ The loop never trains anything itself: it takes an ``evaluate(genotype) -> Score
 so tests drive it with a toy fitness and :mod:`.objectives` plugs in the real ones.
 
 - :func:`random_genotype`, :func:`mutate` — sampling and one-bit mutation inside a *space*
-  (the bits that may be on: every searchable bit, or the teacher's bits when pruning).
+  (the bits that may be on: every searchable bit, or the teacher's bits when pruning);
+  with a ``feasible`` predicate (a cost cap) both stay inside it: uniform over the feasible
+  genotypes by rejection, and a flip drawn among the feasible ones.
 - :func:`evolve` — aging (regularized) evolution; :func:`random_search` — the baseline at the
   same budget. Both stop after ``budget`` distinct genotypes; a genotype already in ``cache``
   is never evaluated again (duplicates and resumed runs cost nothing).
@@ -38,6 +40,9 @@ from ..raycluster import CONNECT_TIMEOUT, import_ray, init_ray
 RETRIES = 1  # a failed evaluation is tried once more, then recorded as failed
 
 Evaluate = Callable[[Genotype], "Scores"]
+Feasible = Callable[[Genotype], bool]  # a constraint, e.g. a cost cap; None: every genotype
+Normalise = Callable[[Genotype], Genotype]  # one name per network (equivalent bits off)
+MAX_DRAWS = 100_000  # random draws to find one feasible genotype before giving up
 
 
 class SearchError(StylenasError):
@@ -111,6 +116,34 @@ def mutate(
 ) -> Genotype:
     """Flip exactly one bit of ``space``."""
     return genotype.flip(rng.choice(space))
+
+
+def random_feasible(
+    rng: random.Random, space: Sequence[int], feasible: Feasible | None
+) -> Genotype:
+    """:func:`random_genotype` drawn again until ``feasible``: uniform over the feasible
+    genotypes of ``space``."""
+    if feasible is None:
+        return random_genotype(rng, space)
+    for _ in range(MAX_DRAWS):
+        g = random_genotype(rng, space)
+        if feasible(g):
+            return g
+    raise SearchError(f"no genotype met the constraint in {MAX_DRAWS} random draws: loosen it")
+
+
+def mutate_feasible(
+    genotype: Genotype, rng: random.Random, space: Sequence[int], feasible: Feasible | None
+) -> Genotype:
+    """:func:`mutate` restricted to the flips that stay ``feasible`` (each equally likely);
+    ``genotype`` itself when none does."""
+    if feasible is None:
+        return mutate(genotype, rng, space)
+    for i in rng.sample(list(space), len(space)):
+        child = genotype.flip(i)
+        if feasible(child):
+            return child
+    return genotype  # a duplicate: it costs nothing and the search draws again
 
 
 def check_space(space: Iterable[int]) -> tuple[int, ...]:
@@ -388,11 +421,14 @@ def _drive(
     cache: dict[Genotype, Scores] | None,
     on_result: Callable[[Result], None] | None,
     max_proposals: int | None,
+    normalise: Normalise | None = None,
 ) -> list[Result]:
     """Keep every slot busy until ``budget`` distinct genotypes are evaluated (or found in
     ``cache``); returns every finished child in finishing order, cache hits included.
 
-    ``on_result`` sees each *new* evaluation once, as it finishes (to record it)."""
+    ``on_result`` sees each *new* evaluation once, as it finishes (to record it).
+    ``normalise``: each proposal is renamed by it first, so equivalent genotypes are one
+    model (a mutant equivalent to its parent is a free duplicate)."""
     base = rng.getrandbits(64)
     cache = {} if cache is None else cache
     max_proposals = budget * 50 if max_proposals is None else max_proposals
@@ -408,6 +444,7 @@ def _drive(
     while True:
         while len(waiting) < executor.slots and len(known) < budget and index < max_proposals:
             g = propose(index, random.Random(f"{base}:{index}"))
+            g = normalise(g) if normalise else g
             if g in cache:
                 finish(Result(g, cache[g], index=index))
             elif g in waiting:
@@ -443,13 +480,17 @@ def evolve(
     cache: dict[Genotype, Scores] | None = None,
     on_result: Callable[[Result], None] | None = None,
     max_proposals: int | None = None,
+    feasible: Feasible | None = None,
+    normalise: Normalise | None = None,
 ) -> list[Result]:
     """Aging (regularized) evolution (Real et al. 2019; SPEC §5).
 
     The first ``population`` children are ``include`` then random genotypes. After that,
     each child is a one-bit mutant of the fittest of ``sample`` members drawn at random from
     the population (the ``population`` youngest finished models): when it finishes it joins
-    the population and the oldest member retires. Failed children take no place in it."""
+    the population and the oldest member retires. Failed children take no place in it.
+    ``feasible``: random genotypes and mutants are drawn among the genotypes it accepts;
+    ``normalise``: see :func:`_drive`."""
     if not 1 <= sample <= population:
         raise SearchError(
             f"need 1 <= sample <= population, got sample {sample}, population {population}"
@@ -461,17 +502,19 @@ def evolve(
         if i < len(include):
             return include[i]
         if i < population or not alive:
-            return random_genotype(r, space)
+            return random_feasible(r, space, feasible)
         contenders = r.sample(list(alive), min(sample, len(alive)))
         parent = min(contenders, key=lambda c: c.fitness)
-        return mutate(parent.genotype, r, space)
+        return mutate_feasible(parent.genotype, r, space, feasible)
 
     def accept(result: Result) -> None:
         if not result.scores.failed:
             alive.append(result)
 
     executor = executor or Serial(evaluate)
-    return _drive(propose, accept, executor, budget, rng, cache, on_result, max_proposals)
+    return _drive(
+        propose, accept, executor, budget, rng, cache, on_result, max_proposals, normalise
+    )
 
 
 def random_search(
@@ -485,15 +528,24 @@ def random_search(
     cache: dict[Genotype, Scores] | None = None,
     on_result: Callable[[Result], None] | None = None,
     max_proposals: int | None = None,
+    feasible: Feasible | None = None,
+    normalise: Normalise | None = None,
 ) -> list[Result]:
-    """The baseline: ``include`` then independent random genotypes, same budget rules."""
+    """The baseline: ``include`` then independent random (``feasible``) genotypes, same
+    budget rules."""
     space = check_space(space)
 
     def propose(i: int, r: random.Random) -> Genotype:
-        return include[i] if i < len(include) else random_genotype(r, space)
+        return include[i] if i < len(include) else random_feasible(r, space, feasible)
 
     executor = executor or Serial(evaluate)
-    return _drive(propose, lambda r: None, executor, budget, rng, cache, on_result, max_proposals)
+
+    def accept(result: Result) -> None:  # random search keeps no population
+        pass
+
+    return _drive(
+        propose, accept, executor, budget, rng, cache, on_result, max_proposals, normalise
+    )
 
 
 def best(results: Iterable[Result]) -> Result | None:

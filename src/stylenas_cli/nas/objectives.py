@@ -34,6 +34,7 @@ seeded from ``(seed, genotype)``: the same candidate scores the same in any work
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,7 +52,7 @@ from ..encoder import LEVELS
 from ..evaluation import find_pairs
 from ..evaluation.metrics import gram_distance, grams_of, ssim
 from ..files import atomic_write
-from ..genotype import N_BITS, Genotype
+from ..genotype import N_BITS, Genotype, resolve
 from ..model import Stylizer
 from ..train import (
     PhotoSampler,
@@ -68,7 +69,7 @@ from ..train import (
     warm_start,
 )
 from ..weights import load_torch_file
-from .evolution import Scores, scalarise
+from .evolution import Scores, SearchError, scalarise
 from .rundir import CANDIDATES
 
 VALIDATION = "validation.pt"
@@ -207,11 +208,36 @@ def pstep_score(l_r: float, l_p: float, l_m: float, weights: dict[str, float] = 
     return scalarise({"l_r": l_r, "l_p": l_p, "l_m": l_m}, weights)
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=1 << 16)
 def gflops(genotype: Genotype) -> float:
-    """Decoder GFLOPs at 512×512, counted at 64×64 on the CPU (conv FLOPs scale exactly
-    with the pixel count: every level is an exact power-of-two division of both sizes)."""
-    return decoder_flops(Decoder(genotype), 64, 64) * 64 / 1e9
+    """Decoder GFLOPs at 512×512, counted at 64×64 (conv FLOPs scale exactly with the pixel
+    count: every level is an exact power-of-two division of both sizes) on the meta device,
+    so no weights are made: a cost cap asks this of thousands of genotypes."""
+    with torch.device("meta"):
+        return decoder_flops(Decoder(genotype), 64, 64) * 64 / 1e9
+
+
+@dataclass(frozen=True)
+class GflopsCap:
+    """A cost cap for the search: a genotype is feasible when its decoder costs at most
+    ``limit`` GFLOPs at 512×512."""
+
+    limit: float
+
+    def __call__(self, genotype: Genotype) -> bool:
+        return gflops(genotype) <= self.limit * (1 + 1e-9)  # an equal cost counts as within
+
+    @classmethod
+    def of(cls, cap: float | str) -> GflopsCap:
+        """``cap``: GFLOPs, or an architecture (name or 32-bit string) whose cost it is."""
+        if isinstance(cap, str):
+            try:
+                cap = float(cap)
+            except ValueError:
+                return cls(gflops(resolve(cap)))
+        if not math.isfinite(cap) or cap <= 0:
+            raise SearchError(f"a GFLOPs cap is a positive number or an architecture, got {cap}")
+        return cls(float(cap))
 
 
 @dataclass

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ..config import DEFAULT_TRANSFER, DEFAULT_WORK_SIZE
-from ..decoder import Decoder, count_parameters
+from ..decoder import Decoder, canonical, count_parameters
 from ..device import resolve_device
 from ..evaluation.metrics import gram_distance, grams_of, lab_samples, lab_w1_samples, ssim
 from ..files import atomic_write
@@ -74,6 +74,13 @@ def shipped_genotype(genotype: Genotype) -> Genotype:
     for i in idle_bits():
         bits[i] = "0"
     return Genotype("".join(bits))
+
+
+def search_genotype(genotype: Genotype) -> Genotype:
+    """The name the supernet search gives ``genotype``: idle transfer bits off
+    (:func:`shipped_genotype`) and the bits that cannot change the output off
+    (:func:`~stylenas_cli.decoder.canonical`), so equivalent networks are scored once."""
+    return canonical(shipped_genotype(genotype))
 
 
 PROXY_SPACE = tuple(i for i in SEARCHABLE_BITS if i not in idle_bits())

@@ -2,7 +2,8 @@
 
 Weights inherited from the supernet rank genotypes less faithfully than a short training
 from scratch does (``docs/search.md``, proxy fidelity), at a hundredth of its cost. So the
-search runs on the supernet, then its ``K`` fittest genotypes are each trained from scratch
+search runs on the supernet, then its ``K`` fittest genotypes (and the included ones, e.g.
+``photonas``, as the reference) are each trained from scratch
 with the run's training settings (``train_steps`` steps of ``batch`` crops of ``image_size``,
 seeded by the run's seed and the genotype) and measured again on the same validation pairs
 with the same objectives; the winner is the fittest after training.
@@ -18,7 +19,7 @@ A rerun skips the genotypes already in ``rerank.jsonl``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -73,13 +74,18 @@ def retrain(objective: SupernetObjective, genotype: Genotype) -> dict:
 
 
 def rerank(
-    run: Run, objective: SupernetObjective, k: int, on_rerank: OnRerank | None = None
+    run: Run,
+    objective: SupernetObjective,
+    k: int,
+    on_rerank: OnRerank | None = None,
+    also: Sequence[Genotype | str] = (),
 ) -> list[dict]:
-    """Re-rank the run's ``k`` fittest genotypes (module docstring), fittest first."""
+    """Re-rank the run's ``k`` fittest genotypes and ``also`` (the included ones: the
+    reference trained alike) as in the module docstring; fittest first."""
     path = run.path / RERANK
     repair_jsonl(path)
     done = {r["genotype"]: r for r in read_jsonl(path)}
-    chosen = fittest(run.records(), k)
+    chosen = list(dict.fromkeys(fittest(run.records(), k) + [str(g) for g in also]))
     for g in chosen:
         if g not in done:
             done[g] = line = retrain(objective, Genotype(g))

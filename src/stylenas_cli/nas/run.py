@@ -35,14 +35,16 @@ from .evolution import Result, SearchError, make_executor
 from .objectives import (
     PSTEP_WEIGHTS,
     STYLENAS_WEIGHTS,
+    GflopsCap,
     PStepObjective,
     StyleNASObjective,
     TrainSettings,
+    gflops,
     prepare_pstep,
     prepare_stylenas,
     train_winner,
 )
-from .proxy import PROXY_SPACE, PROXY_WEIGHTS, SupernetObjective, prepare_proxy, shipped_genotype
+from .proxy import PROXY_SPACE, PROXY_WEIGHTS, SupernetObjective, prepare_proxy, search_genotype
 from .rerank import RERANK, OnRerank, rerank, reranked_summary
 from .rundir import Plan, Run, execute, read_jsonl
 
@@ -89,6 +91,9 @@ class RunConfig:
     seed: int = 0  # of the search and of each candidate's training
     resume: bool = False  # continue the run in `out`: finished candidates are not repeated
     final_steps: int = 0  # then train the winner this many more steps into <out>/winner.pt
+    # Search only genotypes whose decoder costs at most this: GFLOPs at 512×512, or an
+    # architecture's (a name or 32-bit string, e.g. "photonas"); None: no cap.
+    max_gflops: float | str | None = None
 
 
 PROXIES = ("supernet", "train")
@@ -107,8 +112,8 @@ class SearchConfig(RunConfig):
     weights: dict[str, float] | None = None  # None: the proxy's defaults
     proxy: str = "supernet"
     supernet: str | Path | None = None  # None: the shipped weights/supernet.pt
-    # supernet proxy: then train this many of the fittest from scratch (train_steps) and
-    # pick the winner among them (.rerank)
+    # supernet proxy: then train this many of the fittest (and the included genotypes) from
+    # scratch (train_steps) and pick the winner among them (.rerank)
     rerank: int = 0
 
 
@@ -181,7 +186,7 @@ def _supernet_search(config: SearchConfig, include: tuple[Genotype, ...], hooks:
     weights = dict(config.weights or PROXY_WEIGHTS)
     _check_folder(config.train_data, "training data")  # the first thing a user gets wrong
     supernet = supernet_file(config.supernet)
-    include = tuple(shipped_genotype(g) for g in include)  # the space it searches
+    include = tuple(search_genotype(g) for g in include)  # the names it searches
 
     def prepare(run: Run, settings: TrainSettings, val_pairs: str):
         prepare_proxy(run.path, settings.data, config.val_count, config.val_size)
@@ -195,26 +200,28 @@ def _supernet_search(config: SearchConfig, include: tuple[Genotype, ...], hooks:
         "proxy": "supernet",
         "supernet": f"{supernet}:{sha256_of(supernet)}",
         "rerank": config.rerank,
+        "canonical": True,  # equivalent genotypes are one candidate
     }
 
     def finish(run: Run, objective: SupernetObjective, summary: dict) -> dict:
         if not config.rerank:
             return summary
         done = len(read_jsonl(run.path / RERANK))
+        total = config.rerank + len(include)  # at most: an included one may be among the fittest
         if hooks.on_start:
-            hooks.on_start("rerank", config.rerank, min(done, config.rerank), "")
+            hooks.on_start("rerank", total, min(done, total), "")
 
         def on_rerank(line: dict) -> None:
             hooks.log(f"re-ranked {line['genotype']}: fitness {line['fitness']:.4f} trained")
             if hooks.on_rerank:
                 hooks.on_rerank(line)
 
-        ranked = rerank(run, objective, config.rerank, on_rerank)
+        ranked = rerank(run, objective, config.rerank, on_rerank, also=include)
         summary = reranked_summary(summary, ranked)
         run.write_best(summary)
         return summary
 
-    return _run("search", config, include, extra, prepare, hooks, pairs=False, finish=finish)
+    return _run("search", config, include, extra, prepare, hooks, False, finish, search_genotype)
 
 
 def prune(
@@ -264,13 +271,14 @@ def _run(
     hooks: _Hooks,
     pairs: bool = True,
     finish: Callable[[Run, Callable, dict], dict] | None = None,
+    normalise: Callable[[Genotype], Genotype] | None = None,
 ) -> dict:
     """What both share: check the data, open the run, search, train the winner.
 
     ``prepare(run, settings, val_pairs)`` writes the run's validation data and returns
     (objective, search space, plot title). ``pairs``: the objective reads ``val_pairs``.
     ``finish(run, objective, summary)``: what happens to the summary before the winner's
-    training."""
+    training. ``normalise``: the one name of each proposed genotype's network."""
     t0 = time.perf_counter()
     train_data = _check_folder(config.train_data, "training data")
     val_pairs = _check_folder(config.val_pairs, "validation pairs") if pairs else ""
@@ -287,7 +295,15 @@ def _run(
         precision=config.precision,
         threads=_threads(config.workers),
     )
+    cap = None if config.max_gflops is None else GflopsCap.of(config.max_gflops)
+    barred = [g for g in include if cap and not cap(g)]
+    if barred:  # before the run folder is made
+        raise SearchError(
+            f"--include {barred[0]} costs {gflops(barred[0]):.1f} GFLOPs: it does not meet "
+            f"the cost cap of {cap.limit:.1f} (--max-gflops)"
+        )
     saved = _saved_config(kind, config, include, settings, val_pairs) | extra
+    saved["max_gflops"] = None if cap is None else round(cap.limit, 6)
     run = Run.open(config.out, saved, config.resume)
     objective, space, title = prepare(run, settings, val_pairs)
     plan = Plan(
@@ -301,6 +317,8 @@ def _run(
         AXES,
         config.keep_checkpoints,
         title,
+        cap,
+        normalise,
     )
     ray = {"gpus_per_task": config.gpus_per_task, "connect_timeout": config.connect_timeout}
     ray = ray if config.backend == "ray" else {}

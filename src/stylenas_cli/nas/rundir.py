@@ -29,7 +29,16 @@ from pathlib import Path
 from ..errors import StylenasError
 from ..files import atomic_write, jsonable, write_json
 from ..genotype import N_BITS, NAMED, SEARCHABLE_BITS, Genotype
-from .evolution import Executor, Result, Scores, evolve, pareto_front, random_search
+from .evolution import (
+    Executor,
+    Feasible,
+    Normalise,
+    Result,
+    Scores,
+    evolve,
+    pareto_front,
+    random_search,
+)
 
 CONFIG, RECORDS, BEST, PLOT, CANDIDATES = (
     "config.json",
@@ -131,6 +140,8 @@ class Plan:
     axes: tuple[str, str] = ("gflops", "quality")  # (cost, quality) of the Pareto plot
     keep_checkpoints: bool = False
     title: str = "search"
+    feasible: Feasible | None = None  # a constraint every proposed genotype meets
+    normalise: Normalise | None = None  # one name per network: equivalent genotypes are one
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -144,6 +155,10 @@ class Plan:
         outside = [g for g in self.include if any(g.bits[i] == "1" for i in self._off)]
         if outside:
             raise RunError(f"included genotype {outside[0]} is outside the search space")
+        if self.feasible:
+            barred = [g for g in self.include if not self.feasible(g)]
+            if barred:
+                raise RunError(f"included genotype {barred[0]} does not meet the cost cap")
 
     @property
     def _off(self) -> list[int]:
@@ -273,7 +288,13 @@ def execute(
             on_result(result, summary)
 
     kwargs = dict(
-        space=plan.space, include=plan.include, executor=executor, cache=cache, on_result=record
+        space=plan.space,
+        include=plan.include,
+        executor=executor,
+        cache=cache,
+        on_result=record,
+        feasible=plan.feasible,
+        normalise=plan.normalise,
     )
     rng = random.Random(plan.seed)
     if plan.strategy == "evolution":
