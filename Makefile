@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 SHARED ?= ../shared
 SKIMAGE_DATA = $$($(PY) -c 'import skimage.data, os; print(os.path.dirname(skimage.data.__file__))')
 
-.PHONY: install demo test lint contact-sheet train-photonas train-photonet train-wct5 train-supernet bench bench-speed bench-video bench-hires bench-batch bench-lut lut-ceiling bench-throughput match-report sweep-lift soak search-demo search-demo-random search-compare proxy-fidelity prune-demo clean
+.PHONY: install demo test lint contact-sheet train-photonas train-photonet train-wct5 train-supernet bench bench-speed bench-video bench-hires bench-batch bench-lut lut-ceiling bench-throughput match-report sweep-lift soak search-demo search-demo-random search-capped train-recipe search-compare proxy-fidelity prune-demo clean
 
 install: $(STAMP)
 
@@ -142,6 +142,18 @@ search-demo: install
 ## The same budget and seed with random search.
 search-demo-random: install
 	$(STYLENAS) search $(SEARCH_DEMO) --strategy random -o runs/search-demo-random
+
+## The search for a network to ship: candidates no costlier than photonas (GFLOPs), scored on
+## 8 pairs of held-aside photos; the 6 fittest and photonas then trained 120 steps each.
+search-capped: install
+	$(STYLENAS) search --max-gflops photonas --population 50 --sample 10 --budget 200 \
+		--val-size 128 --val-count 8 --rerank 6 --train-steps 120 --device cpu \
+		--train-data $(SHARED)/data/train -o runs/search-capped --resume
+
+## A genotype trained as the shipped photonas was (five phases, ~4.5 h on one thread,
+## resumable): make train-recipe ARCH=<32 bits> NAME=<name> -> runs/recipe/<name>/weights.pt
+train-recipe: install
+	$(PY) scripts/train_recipe.py --arch $(ARCH) -o runs/recipe/$(NAME)
 
 ## Evolution against random search on the supernet proxy: SEEDS seeds x BUDGET models each
 ## (two processes sharing one memo of scores), then the P-step against random.

@@ -304,6 +304,21 @@ def test_fittest_takes_distinct_genotypes_and_skips_failures():
     assert fittest(records, 5) == [c, a] and fittest(records, 1) == [c]
 
 
+def test_dominating_the_reference_means_no_worse_in_structure_style_and_cost():
+    from stylenas_cli.nas.rerank import dominates_reference
+
+    ref = {"objectives": {"dssim": 0.2, "gram": 0.3, "gflops": 70.0, "lab_w1": 2.0}}
+
+    def row(**kw):
+        return {"objectives": ref["objectives"] | kw}
+
+    assert dominates_reference(row(dssim=0.19), ref)
+    assert dominates_reference(row(gflops=60.0, lab_w1=9.0), ref)  # lab_w1 is not a criterion
+    assert not dominates_reference(row(), ref)  # equal is not better
+    assert not dominates_reference(row(dssim=0.1, gram=0.31), ref)  # a trade, not a win
+    assert not dominates_reference(row(dssim=0.1, gflops=70.5), ref)  # costlier
+
+
 def test_rerank_trains_the_fittest_and_picks_the_winner_after_training(
     train_dir, supernet_file, tmp_path, monkeypatch
 ):
@@ -330,6 +345,11 @@ def test_rerank_trains_the_fittest_and_picks_the_winner_after_training(
     assert [r["genotype"] for r in best["rerank"]] == [
         r["genotype"] for r in sorted(lines, key=lambda r: r["fitness"])
     ]
+    assert best["rerank_reference"] == reference
+    ref = next(r for r in lines if r["genotype"] == reference)
+    for row in best["rerank"]:  # marked against the reference trained alike
+        assert row["dominates_reference"] == rr.dominates_reference(row, ref)
+    assert not next(r for r in best["rerank"] if r["genotype"] == reference)["dominates_reference"]
     for line in lines:  # fitness is the run's weighted sum of what training scored
         assert line["fitness"] == pytest.approx(scalarise(line["objectives"], PROXY_WEIGHTS))
         trained = torch.load(out / line["checkpoint"], weights_only=True)

@@ -179,10 +179,17 @@ def rerank_lines(summary: dict) -> list[str]:
     """The re-ranked genotypes, fittest after training first, beside their supernet fitness."""
     was = summary["supernet_winner"]
     lines = [f"re-ranked by training (supernet's winner {was['genotype']} {was['fitness']:.4f}):"]
+    ref = summary.get("rerank_reference")
     for row in summary["rerank"]:
         o = row["objectives"]
-        values = "  ".join(f"{c} {o[c]:.4g}" for c in ("dssim", "gram", "lab_w1") if c in o)
-        lines.append(f"  {row['genotype']}  fitness {row['fitness']:.4f}  {values}")
+        columns = ("dssim", "gram", "lab_w1", "gflops")
+        values = "  ".join(f"{c} {o[c]:.4g}" for c in columns if c in o)
+        mark = ""
+        if row["genotype"] == ref:
+            mark = "  (reference)"
+        elif row.get("dominates_reference"):
+            mark = "  dominates the reference (dssim, gram, gflops)"
+        lines.append(f"  {row['genotype']}  fitness {row['fitness']:.4f}  {values}{mark}")
     return lines
 
 

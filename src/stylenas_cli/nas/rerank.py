@@ -28,7 +28,7 @@ from ..device import resolve_device
 from ..files import atomic_write
 from ..genotype import Genotype
 from ..model import Stylizer
-from .evolution import scalarise
+from .evolution import dominates, scalarise
 from .objectives import derive_seed, short_train
 from .proxy import SupernetObjective
 from .rundir import Run, append_jsonl, read_jsonl, repair_jsonl
@@ -95,10 +95,26 @@ def rerank(
     return sorted((done[g] for g in chosen), key=lambda r: r["fitness"])
 
 
-def reranked_summary(summary: dict, ranked: list[dict]) -> dict:
+DOMINANCE = ("dssim", "gram", "gflops")  # what a network must not lose to the reference on
+
+
+def dominates_reference(row: dict, reference: dict) -> bool:
+    """``row`` is no worse than ``reference`` in structure, style and cost
+    (:data:`DOMINANCE`) and better in one: a network that could replace it."""
+    a, b = row["objectives"], reference["objectives"]
+    return dominates([a[k] for k in DOMINANCE], [b[k] for k in DOMINANCE])
+
+
+def reranked_summary(summary: dict, ranked: list[dict], reference: str | None = None) -> dict:
     """The search's summary with the re-ranked winner in place of the supernet's (which is
-    kept as ``supernet_winner``) and every re-ranked genotype listed under ``rerank``."""
+    kept as ``supernet_winner``) and every re-ranked genotype listed under ``rerank``, each
+    marked when it dominates the ``reference`` genotype (the first included one) after
+    training alike."""
     win = ranked[0]
+    ref = next((r for r in ranked if r["genotype"] == reference), None)
+    rows = [{k: r[k] for k in ("genotype", "fitness", "objectives")} for r in ranked]
+    if ref is not None:
+        rows = [r | {"dominates_reference": dominates_reference(r, ref)} for r in rows]
     return {
         **summary,
         "genotype": win["genotype"],
@@ -106,5 +122,6 @@ def reranked_summary(summary: dict, ranked: list[dict]) -> dict:
         "objectives": win["objectives"],
         "fitness": win["fitness"],
         "supernet_winner": {k: summary[k] for k in ("genotype", "objectives", "fitness")},
-        "rerank": [{k: r[k] for k in ("genotype", "fitness", "objectives")} for r in ranked],
+        "rerank": rows,
+        "rerank_reference": reference if ref is not None else None,
     }

@@ -217,7 +217,8 @@ def _supernet_search(config: SearchConfig, include: tuple[Genotype, ...], hooks:
                 hooks.on_rerank(line)
 
         ranked = rerank(run, objective, config.rerank, on_rerank, also=include)
-        summary = reranked_summary(summary, ranked)
+        reference = str(include[0]) if include else None
+        summary = reranked_summary(summary, ranked, reference)
         run.write_best(summary)
         return summary
 
