@@ -254,6 +254,16 @@ def test_a_capped_search_evaluates_only_feasible_genotypes(strategy):
     assert all(r.genotype.n_on <= 8 for r in results)
 
 
+def test_a_converged_population_still_buys_new_networks():
+    # 10 bits, a smooth fitness: the population soon holds copies of one optimum whose
+    # one-bit neighbours are all known; its mutants must walk on to new networks.
+    space = tuple(SEARCHABLE_BITS[:10])
+    fn = Counting()
+    results = evolve(fn, 300, 20, 10, random.Random(2), space=space, max_proposals=3000)
+    assert len(set(fn.calls)) == len(fn.calls) == 300
+    assert len({r.genotype for r in results}) == 300
+
+
 def test_normalised_proposals_make_equivalent_genotypes_one_model():
     def fold(g: Genotype) -> Genotype:  # a toy equivalence: bits 16+ never matter
         return Genotype(g.bits[:16] + "0" * 16)

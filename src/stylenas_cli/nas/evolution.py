@@ -409,7 +409,8 @@ def make_executor(
 
 # --- the search loops ---------------------------------------------------------------------
 
-Propose = Callable[[int, random.Random], Genotype]
+# (child index, its random source, whether a genotype was proposed before)
+Propose = Callable[[int, random.Random, Callable[[Genotype], bool]], Genotype]
 
 
 def _drive(
@@ -437,14 +438,22 @@ def _drive(
     waiting: dict[Genotype, list[int]] = {}  # in flight -> indices of the children waiting
     index = 0
 
+    def name(g: Genotype) -> Genotype:
+        return normalise(g) if normalise else g
+
+    proposed: set[Genotype] = set()  # by this loop so far: a resumed run replays it exactly
+
+    def is_known(g: Genotype) -> bool:
+        return name(g) in proposed
+
     def finish(result: Result) -> None:
         history.append(result)
         accept(result)
 
     while True:
         while len(waiting) < executor.slots and len(known) < budget and index < max_proposals:
-            g = propose(index, random.Random(f"{base}:{index}"))
-            g = normalise(g) if normalise else g
+            g = name(propose(index, random.Random(f"{base}:{index}"), is_known))
+            proposed.add(g)
             if g in cache:
                 finish(Result(g, cache[g], index=index))
             elif g in waiting:
@@ -488,7 +497,9 @@ def evolve(
     The first ``population`` children are ``include`` then random genotypes. After that,
     each child is a one-bit mutant of the fittest of ``sample`` members drawn at random from
     the population (the ``population`` youngest finished models): when it finishes it joins
-    the population and the oldest member retires. Failed children take no place in it.
+    the population and the oldest member retires. Failed children take no place in it. A
+    mutant that was proposed before is mutated again, a bit at a time, until it is new (a
+    converged population would otherwise propose only known networks).
     ``feasible``: random genotypes and mutants are drawn among the genotypes it accepts;
     ``normalise``: see :func:`_drive`."""
     if not 1 <= sample <= population:
@@ -498,14 +509,19 @@ def evolve(
     space = check_space(space)
     alive: deque[Result] = deque(maxlen=population)  # appending retires the oldest
 
-    def propose(i: int, r: random.Random) -> Genotype:
+    def propose(i: int, r: random.Random, known: Callable[[Genotype], bool]) -> Genotype:
         if i < len(include):
             return include[i]
         if i < population or not alive:
             return random_feasible(r, space, feasible)
         contenders = r.sample(list(alive), min(sample, len(alive)))
         parent = min(contenders, key=lambda c: c.fitness)
-        return mutate_feasible(parent.genotype, r, space, feasible)
+        child = mutate_feasible(parent.genotype, r, space, feasible)
+        for _ in range(len(space)):  # a known child mutates on: the budget buys new networks
+            if not known(child):
+                break
+            child = mutate_feasible(child, r, space, feasible)
+        return child
 
     def accept(result: Result) -> None:
         if not result.scores.failed:
@@ -535,7 +551,7 @@ def random_search(
     budget rules."""
     space = check_space(space)
 
-    def propose(i: int, r: random.Random) -> Genotype:
+    def propose(i: int, r: random.Random, known: Callable[[Genotype], bool]) -> Genotype:
         return include[i] if i < len(include) else random_feasible(r, space, feasible)
 
     executor = executor or Serial(evaluate)
