@@ -24,12 +24,19 @@ from stylenas_cli.encoder import LEVELS
 from stylenas_cli.genotype import N_BITS, NAMED, Genotype
 from stylenas_cli.nas.compare import ScoreBook, compare_strategies, summary_line
 from stylenas_cli.nas.evolution import Scores, scalarise
-from stylenas_cli.nas.objectives import PSTEP_WEIGHTS, TrainSettings, _validation, shipped_stylize
+from stylenas_cli.nas.objectives import (
+    PSTEP_WEIGHTS,
+    GflopsCap,
+    TrainSettings,
+    _validation,
+    shipped_stylize,
+)
 from stylenas_cli.nas.proxy import (
     PROXY_SPACE,
     SupernetObjective,
     _base_stylizer,
     prepare_proxy,
+    search_genotype,
     shipped_genotype,
     supernet_state,
 )
@@ -125,6 +132,7 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=4, help="validation pairs (held-aside photos)")
     ap.add_argument("--size", type=int, default=128, help="validation crop side")
     ap.add_argument("--pstep", action="store_true", help="also the P-step against random")
+    ap.add_argument("--max-gflops", default=None, help="a cost cap, as `stylenas search`'s")
     ap.add_argument("--strategies", default="evolution,random",
                     help="comma-separated (processes with one each share the scores)")  # fmt: skip
     args = ap.parse_args()
@@ -142,9 +150,13 @@ def main() -> None:
               f"{len(book.scores)} known)", file=sys.stderr, flush=True)  # fmt: skip
 
     strategies = args.strategies.split(",")
+    # the search's rules: networks named canonically, within the cap if one is given
+    rules = {"normalise": search_genotype}
+    if args.max_gflops:
+        rules["feasible"] = GflopsCap.of(args.max_gflops)
     report = compare_strategies(
         book, args.budget, seeds, PROXY_SPACE, args.population, args.sample, strategies,
-        on_run=progress,
+        on_run=progress, **rules,
     )  # fmt: skip
     named = {k: book(shipped_genotype(g)) for k, g in NAMED.items()}
     report["named"] = {k: {"fitness": s.fitness, **s.objectives} for k, s in named.items()}
@@ -155,7 +167,7 @@ def main() -> None:
         pstep_book = ScoreBook(TeacherDistance(args.out, args.supernet), args.out / "pstep.jsonl")
         pstep = compare_strategies(
             pstep_book, args.budget, seeds, teacher_space, args.population, args.sample,
-            strategies,
+            strategies, **rules,
         )  # fmt: skip
         report["pstep"] = pstep
         title = "PhotoNAS P-step (photonet's sub-networks)"

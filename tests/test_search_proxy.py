@@ -227,6 +227,21 @@ def test_a_strategy_run_is_reproducible_and_counts_distinct_models():
         run_strategy("annealing", evaluate, 3, 0, WEIGHT_BITS)
 
 
+def test_strategies_compare_under_the_searchs_rules():
+    from stylenas_cli.nas.objectives import GflopsCap, gflops
+
+    cap = GflopsCap(100.0)
+    report = compare_strategies(
+        _toy(NAMED["photonas"]), budget=25, seeds=range(2), space=PROXY_SPACE, population=8,
+        sample=3, feasible=cap, normalise=search_genotype,
+    )  # fmt: skip
+    for strategy in ("evolution", "random"):
+        winners = [Genotype(g) for g in report[strategy]["winners"]]
+        assert all(cap(g) and search_genotype(g) == g for g in winners)
+        assert all(len(c) == 25 for c in report[strategy]["curves"])
+    assert gflops(NAMED["photonet"]) > cap.limit  # the cap binds in this space
+
+
 def test_score_book_memoises_on_disk_and_survives_a_torn_line(tmp_path):
     calls = []
 

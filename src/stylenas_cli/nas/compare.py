@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..genotype import Genotype
-from .evolution import Evaluate, Result, Scores, evolve, random_search
+from .evolution import Evaluate, Feasible, Normalise, Result, Scores, evolve, random_search
 
 STRATEGIES = ("evolution", "random")
 
@@ -74,13 +74,17 @@ def run_strategy(
     space: Sequence[int],
     population: int = 50,
     sample: int = 10,
+    feasible: Feasible | None = None,
+    normalise: Normalise | None = None,
 ) -> list[Result]:
-    """One search of ``budget`` distinct models (no shared cache: each run counts its own)."""
+    """One search of ``budget`` distinct models (no shared cache: each run counts its own),
+    within ``feasible`` and naming networks by ``normalise`` as the search does."""
     rng = random.Random(seed)
+    rules = {"space": space, "feasible": feasible, "normalise": normalise}
     if strategy == "evolution":
-        return evolve(evaluate, budget, population, sample, rng, space=space)
+        return evolve(evaluate, budget, population, sample, rng, **rules)
     if strategy == "random":
-        return random_search(evaluate, budget, rng, space=space)
+        return random_search(evaluate, budget, rng, **rules)
     raise ValueError(f"unknown strategy {strategy!r}; use one of {STRATEGIES}")
 
 
@@ -103,16 +107,21 @@ def compare_strategies(
     sample: int = 10,
     strategies: Sequence[str] = STRATEGIES,
     on_run: Callable[[str, int, list[float]], None] | None = None,
+    feasible: Feasible | None = None,
+    normalise: Normalise | None = None,
 ) -> dict:
-    """Each strategy once per seed at ``budget`` models. Returns ``{strategy: {"curves":
-    [[best after n models]...], "mean": [...], "std": [...], "final": [...], "winners":
-    [...]}}`` plus ``"budget"``, ``"seeds"``; ``on_run(strategy, seed, curve)`` after each."""
+    """Each strategy once per seed at ``budget`` models (``feasible``, ``normalise``: as
+    :func:`run_strategy`). Returns ``{strategy: {"curves": [[best after n models]...],
+    "mean": [...], "std": [...], "final": [...], "winners": [...]}}`` plus ``"budget"``,
+    ``"seeds"``; ``on_run(strategy, seed, curve)`` after each."""
     report: dict = {"budget": budget, "seeds": list(seeds)}
     for strategy in strategies:
         curves, winners = [], []
         for seed in seeds:
             results = _distinct(
-                run_strategy(strategy, evaluate, budget, seed, space, population, sample)
+                run_strategy(
+                    strategy, evaluate, budget, seed, space, population, sample, feasible, normalise
+                )
             )
             curve = best_so_far(results)
             curves.append(curve)
