@@ -121,3 +121,13 @@ def test_canonical_turns_off_only_bits_that_cannot_change_the_output():
     assert dropped <= {n for n in BIT_NAMES if n.endswith("_in") or n[0] == "s"}
     assert {"d2_in", "s4_transfer"} <= dropped
     assert canonical(NAMED["photonas"]) == NAMED["photonas"]
+
+
+def test_conv_flops_from_shapes_equal_the_counted_flops():
+    from stylenas_cli.decoder import conv_flops
+
+    rng = random.Random(9)
+    for g in GENOTYPES + [random_genotype(rng) for _ in range(12)]:
+        dec = Decoder(g)
+        for h, w in ((64, 64), (48, 80)):
+            assert conv_flops(dec, h, w) == decoder_flops(dec, h, w), (str(g), h, w)

@@ -244,6 +244,21 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def conv_flops(decoder: Decoder, height: int = 512, width: int = 512) -> int:
+    """:func:`decoder_flops` from the convolutions' shapes alone, no forward pass (a cost cap
+    asks it of thousands of genotypes): ``2·C_out·C_in·k²`` per output pixel of each conv,
+    at the size of the level it runs at, as torch's flop counter counts them."""
+    levels = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+    area = {lv: (height >> k) * (width >> k) for k, lv in enumerate(levels)}
+    at = {"bfa": "relu5_1", "d1_pre": "relu5_1", "d1_post": "relu4_1"}
+    for s in stage_specs():
+        at |= {f"{s.name}_{part}": s.skip for part in ("fuse", "extra", "reduce")}
+        if s.up_to is not None:
+            at[f"{s.name}_post"] = s.up_to
+    convs = [("bfa", decoder.bfa)] + [(name, block[0]) for name, block in decoder.convs.items()]
+    return sum(2 * conv.weight[0].numel() * conv.out_channels * area[at[n]] for n, conv in convs)
+
+
 def decoder_flops(decoder: Decoder, height: int = 512, width: int = 512) -> int:
     """FLOPs of one decoder forward (no transfers) at ``height × width``."""
     from torch.utils.flop_counter import FlopCounterMode

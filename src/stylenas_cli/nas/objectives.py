@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import DEFAULT_TRANSFER, DEFAULT_WORK_SIZE
-from ..decoder import Decoder, count_parameters, decoder_flops
+from ..decoder import Decoder, conv_flops, count_parameters
 from ..device import resolve_device
 from ..device import resolve_precision as device_precision
 from ..encoder import LEVELS
@@ -210,11 +210,10 @@ def pstep_score(l_r: float, l_p: float, l_m: float, weights: dict[str, float] = 
 
 @lru_cache(maxsize=1 << 16)
 def gflops(genotype: Genotype) -> float:
-    """Decoder GFLOPs at 512×512, counted at 64×64 (conv FLOPs scale exactly with the pixel
-    count: every level is an exact power-of-two division of both sizes) on the meta device,
-    so no weights are made: a cost cap asks this of thousands of genotypes."""
+    """Decoder GFLOPs at 512×512, from the convolutions' shapes of a decoder built on the
+    meta device (no weights): a cost cap asks this of thousands of genotypes."""
     with torch.device("meta"):
-        return decoder_flops(Decoder(genotype), 64, 64) * 64 / 1e9
+        return conv_flops(Decoder(genotype), 512, 512) / 1e9
 
 
 @dataclass(frozen=True)
