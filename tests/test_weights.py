@@ -242,3 +242,18 @@ def test_register_refuses_a_name_already_taken():
     with pytest.raises(ValueError, match="already registered"):
         weights.register(weights.Weights("photonas", taken.genotype, "other.pt", "0" * 64))
     assert weights.REGISTRY["photonas"] is taken
+
+
+def test_weights_serve_every_genotype_that_differs_only_in_transfer_points(weights_file):
+    from stylenas_cli.genotype import BIT_NAMES, Genotype
+
+    plain = load_decoder_state(weights_file, PHOTONAS)
+    more = PHOTONAS.flip(BIT_NAMES.index("s1_transfer")).flip(BIT_NAMES.index("d0_transfer"))
+    state = load_decoder_state(weights_file, more)  # photonas with two more WCTs
+    assert state.keys() == plain.keys() and all(torch.equal(state[k], plain[k]) for k in state)
+    assert more.shares_weights_with(PHOTONAS) and PHOTONAS.shares_weights_with(more)
+    other = PHOTONAS.flip(BIT_NAMES.index("d5_in"))  # no weights of its own, another decoder
+    assert not other.shares_weights_with(PHOTONAS)
+    with pytest.raises(weights.WeightsError, match="differs only in transfer points"):
+        load_decoder_state(weights_file, other)
+    assert Genotype("0" * 32).shares_weights_with(Genotype("1" + "0" * 31))

@@ -23,6 +23,10 @@ BIT_NAMES: tuple[str, ...] = (
     "d5_transfer", "d5_in", "d5_concat", "s4_transfer",
 )  # fmt: skip
 N_BITS = len(BIT_NAMES)
+# WCT points: they add transforms, not weights (decoders are trained without them).
+TRANSFER_BITS: tuple[int, ...] = tuple(
+    i for i, n in enumerate(BIT_NAMES) if n.endswith("_transfer")
+)
 UNUSED_BIT = BIT_NAMES.index("unused")
 SEARCHABLE_BITS: tuple[int, ...] = tuple(i for i in range(N_BITS) if i != UNUSED_BIT)
 assert N_BITS == 32
@@ -67,6 +71,13 @@ class Genotype:
     @property
     def n_on(self) -> int:
         return self.bits.count("1")
+
+    def shares_weights_with(self, other: Genotype) -> bool:
+        """True when the two differ at most in transfer points: one decoder's weights serve
+        both (e.g. ``photonas`` with one more WCT runs on the shipped photonas weights)."""
+        return all(
+            a == b for i, (a, b) in enumerate(zip(self.bits, other.bits)) if i not in TRANSFER_BITS
+        )
 
     def is_subnet_of(self, other: Genotype) -> bool:
         """True when every bit on here is also on in ``other``."""

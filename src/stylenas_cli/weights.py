@@ -232,11 +232,15 @@ def _read(path: Path) -> dict:
 
 
 def load_decoder_state(path: str | Path, genotype: Genotype) -> dict[str, torch.Tensor]:
-    """Read a weights file, check it is for ``genotype``, return a float32 state dict."""
+    """Read a weights file, check it is for ``genotype`` (or for one that differs only in
+    transfer points: the same decoder), return a float32 state dict."""
     path = Path(path)
     data = _read(path)
-    if data["genotype"] != str(genotype):
-        raise WeightsError(f"{path} holds genotype {data['genotype']}, not {genotype}")
+    if not genotype.shares_weights_with(Genotype(data["genotype"])):
+        raise WeightsError(
+            f"{path} holds genotype {data['genotype']}, not {genotype} (nor one that differs "
+            "only in transfer points)"
+        )
     state = {k: v.float() for k, v in data["state_dict"].items()}
     from .decoder import Decoder
 

@@ -28,7 +28,7 @@ from ..device import autocast, resolve_device, resolve_precision
 from ..encoder import CHANNELS, VGGEncoder
 from ..errors import StylenasError
 from ..files import atomic_write
-from ..genotype import BIT_NAMES, N_BITS, NAMED, SEARCHABLE_BITS, Genotype
+from ..genotype import N_BITS, NAMED, SEARCHABLE_BITS, TRANSFER_BITS, Genotype
 from ..train import (
     PhotoSampler,
     TrainConfig,
@@ -47,7 +47,6 @@ PHOTONET = NAMED["photonet"]
 # The fewest convs and channels the space allows: no BFA, no optional conv, 1x1 reductions,
 # no concat (every bit off is a valid genotype: only bit 8 has a rule, and it is off).
 SMALLEST = Genotype("0" * N_BITS)
-TRANSFER_BITS = tuple(i for i, name in enumerate(BIT_NAMES) if name.endswith("_transfer"))
 # The bits that change a sub-network's weights or what it computes with them.
 WEIGHT_BITS = tuple(i for i in SEARCHABLE_BITS if i not in TRANSFER_BITS)
 SUPERNET_FIELDS = ("sampler_rng", "genotype_rng")  # beyond a training checkpoint's
