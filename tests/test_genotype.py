@@ -58,3 +58,16 @@ def test_bit_names_are_unique_and_attribute_access_fails_on_typos():
     assert len(set(BIT_NAMES)) == 32
     with pytest.raises(AttributeError):
         NAMED["photonas"].d9_concat  # noqa: B018
+
+
+def test_without_transfers_is_the_decoder_every_transfer_variant_shares():
+    from stylenas_cli.genotype import BIT_NAMES, NAMED, TRANSFER_BITS
+
+    assert {BIT_NAMES[i] for i in TRANSFER_BITS} == {
+        n for n in BIT_NAMES if n.endswith("_transfer")
+    }
+    for g in NAMED.values():
+        plain = g.without_transfers()
+        assert all(plain.bits[i] == "0" for i in TRANSFER_BITS)
+        assert plain.shares_weights_with(g) and plain.without_transfers() == plain
+        assert plain.n_on == g.n_on - sum(g.bits[i] == "1" for i in TRANSFER_BITS)

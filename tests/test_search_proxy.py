@@ -368,7 +368,8 @@ def test_rerank_trains_the_fittest_and_picks_the_winner_after_training(
     for line in lines:  # fitness is the run's weighted sum of what training scored
         assert line["fitness"] == pytest.approx(scalarise(line["objectives"], PROXY_WEIGHTS))
         trained = torch.load(out / line["checkpoint"], weights_only=True)
-        assert trained["step"] == 2 and trained["genotype"] == line["genotype"]
+        decoder = Genotype(line["genotype"]).without_transfers()  # what training trains
+        assert trained["step"] == 2 and trained["genotype"] == str(decoder)
         inherited = inherit(supernet_state(supernet_file), Genotype(line["genotype"]))
         assert any(
             not torch.equal(trained["state_dict"][k], v.half()) for k, v in inherited.items()
@@ -381,6 +382,30 @@ def test_rerank_trains_the_fittest_and_picks_the_winner_after_training(
     monkeypatch.setattr(rr, "retrain", lambda *a: pytest.fail("re-ranked again"))
     again = search(SearchConfig(**{**vars(config), "resume": True}), log=lambda m: None)
     assert again["genotype"] == win["genotype"] and again["rerank"] == best["rerank"]
+
+
+def test_transfer_variants_are_measured_with_one_trained_decoder(
+    train_dir, supernet_file, tmp_path
+):
+    from stylenas_cli.genotype import BIT_NAMES
+    from stylenas_cli.model import Stylizer
+    from stylenas_cli.nas.rerank import retrain
+
+    prepare_proxy(tmp_path, train_dir, pairs=1, size=32)
+    settings = TrainSettings(str(train_dir), steps=2, batch=1, size=32, device="cpu")
+    objective = SupernetObjective(str(tmp_path), str(supernet_file), settings, timing_runs=0)
+    g = search_genotype(NAMED["photonas"])
+    variant = g.flip(BIT_NAMES.index("s1_transfer"))  # photonas with a WCT at relu4_1
+    first, second = retrain(objective, g), retrain(objective, variant)
+    assert first["checkpoint"] == second["checkpoint"] == f"rerank/{g.without_transfers()}.pt"
+    assert first["train_seconds"] > 0 and second["train_seconds"] == 0  # trained once
+    st = Stylizer.from_pretrained(str(variant), tmp_path / second["checkpoint"], "cpu").eval()
+    st.weights_id = None
+    measured = objective.measure(st)
+    assert {k: second["objectives"][k] for k in ("dssim", "gram")} == pytest.approx(
+        {k: measured[k] for k in ("dssim", "gram")}
+    )
+    assert second["objectives"]["gram"] != pytest.approx(first["objectives"]["gram"])  # the WCT
 
 
 def test_rerank_needs_the_supernet_proxy(train_dir, tmp_path):

@@ -79,6 +79,11 @@ class Genotype:
             a == b for i, (a, b) in enumerate(zip(self.bits, other.bits)) if i not in TRANSFER_BITS
         )
 
+    def without_transfers(self) -> Genotype:
+        """This genotype with every transfer bit off: the decoder it trains (training runs
+        no WCT), which every genotype that :meth:`shares_weights_with` it trains alike."""
+        return Genotype("".join("0" if i in TRANSFER_BITS else b for i, b in enumerate(self.bits)))
+
     def is_subnet_of(self, other: Genotype) -> bool:
         """True when every bit on here is also on in ``other``."""
         return all(o == "1" for s, o in zip(self.bits, other.bits) if s == "1")

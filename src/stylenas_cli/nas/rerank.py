@@ -11,7 +11,9 @@ with the same objectives; the winner is the fittest after training.
 ::
 
     <run>/rerank.jsonl          one line per re-ranked genotype, appended and fsynced at once
-    <run>/rerank/<genotype>.pt  its trained decoder (fp16): best.json names the winner's
+    <run>/rerank/<decoder>.pt   its trained decoder (fp16; the genotype with its transfer
+                                bits off, shared by its transfer variants): best.json names
+                                the winner's
 
 A rerun skips the genotypes already in ``rerank.jsonl``.
 """
@@ -45,29 +47,40 @@ def fittest(records: list[dict], k: int) -> list[str]:
 
 
 def retrain(objective: SupernetObjective, genotype: Genotype) -> dict:
-    """Train ``genotype`` from scratch with ``objective``'s settings, save its decoder under
-    ``<run>/rerank/`` and measure it; returns its line of ``rerank.jsonl``."""
+    """Train ``genotype``'s decoder from scratch with ``objective``'s settings into
+    ``<run>/rerank/`` and measure it; returns its line of ``rerank.jsonl``.
+
+    Genotypes that differ only in transfer points share one decoder: it is trained once
+    (seeded by the decoder, not the genotype) and each of them is measured with it, so they
+    differ by their WCTs alone, not by the luck of two trainings."""
     t = objective.train
     if t.threads:
         torch.set_num_threads(t.threads)
-    seed = derive_seed(objective.seed, genotype)
-    torch.manual_seed(seed)
-    st = Stylizer(genotype).to(resolve_device(t.device))
+    decoder = genotype.without_transfers()
+    checkpoint = Path(RERANK_DIR) / f"{decoder}.pt"
+    path = Path(objective.run_dir) / checkpoint
+    device = resolve_device(t.device)
     t0 = time.perf_counter()
-    loss = short_train(st, t, seed)
+    loss = None
+    if path.is_file():  # trained for a genotype that shares its weights
+        st = Stylizer.from_pretrained(str(genotype), path, str(device))
+    else:
+        seed = derive_seed(objective.seed, decoder)
+        torch.manual_seed(seed)
+        st = Stylizer(genotype).to(device)
+        loss = short_train(st, t, seed)
+        state = {k: v.detach().half().cpu() for k, v in st.decoder.state_dict().items()}
+        payload = {"genotype": str(decoder), "state_dict": state, "step": t.steps}
+        atomic_write(path, lambda tmp: torch.save(payload, tmp))
     seconds = time.perf_counter() - t0
     st.eval()
     st.weights_id = None  # no style cache: its entries are keyed by weights
     objectives = objective.measure(st)
-    checkpoint = Path(RERANK_DIR) / f"{genotype}.pt"
-    state = {k: v.detach().half().cpu() for k, v in st.decoder.state_dict().items()}
-    payload = {"genotype": str(genotype), "state_dict": state, "step": t.steps}
-    atomic_write(Path(objective.run_dir) / checkpoint, lambda tmp: torch.save(payload, tmp))
     return {
         "genotype": str(genotype),
         "objectives": objectives,
         "fitness": scalarise(objectives, objective.weights),
-        "train_seconds": round(seconds, 3),
+        "train_seconds": round(seconds, 3) if loss is not None else 0.0,
         "train_loss": loss,
         "checkpoint": str(checkpoint),
     }
