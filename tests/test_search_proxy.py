@@ -406,6 +406,17 @@ def test_transfer_variants_are_measured_with_one_trained_decoder(
         {k: measured[k] for k in ("dssim", "gram")}
     )
     assert second["objectives"]["gram"] != pytest.approx(first["objectives"]["gram"])  # the WCT
+    # Three seeds: the first training is reused, two more are made; scores are their mean.
+    three = retrain(objective, g, seeds=3)
+    assert three["seeds"] == 3 and len(three["per_seed"]) == 3
+    # (read back from its fp16 file: equal to the first measurement within rounding)
+    assert three["per_seed"][0]["dssim"] == pytest.approx(first["objectives"]["dssim"], rel=1e-3)
+    assert (tmp_path / "rerank" / f"{g.without_transfers()}-s2.pt").is_file()
+    for k in ("dssim", "gram", "lab_w1"):
+        assert three["objectives"][k] == pytest.approx(
+            statistics.fmean(o[k] for o in three["per_seed"])
+        )
+    assert len({o["gram"] for o in three["per_seed"]}) == 3  # three different trainings
 
 
 def test_rerank_needs_the_supernet_proxy(train_dir, tmp_path):

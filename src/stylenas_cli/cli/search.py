@@ -283,6 +283,13 @@ def _execute(kind: str, job, config, quiet: bool, as_json: bool) -> None:
     "faithfully (docs/search.md). 0: off.",
 )
 @click.option(
+    "--rerank-seeds",
+    type=click.IntRange(min=1),
+    default=1,
+    help="Train each re-ranked decoder this many times (seeds) and average its scores: "
+    "short trainings differ by seed about as much as close genotypes differ.",
+)
+@click.option(
     "--supernet",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,

@@ -20,6 +20,7 @@ A rerun skips the genotypes already in ``rerank.jsonl``.
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -46,44 +47,58 @@ def fittest(records: list[dict], k: int) -> list[str]:
     return list(dict.fromkeys(r["genotype"] for r in ok))[:k]
 
 
-def retrain(objective: SupernetObjective, genotype: Genotype) -> dict:
-    """Train ``genotype``'s decoder from scratch with ``objective``'s settings into
-    ``<run>/rerank/`` and measure it; returns its line of ``rerank.jsonl``.
+def decoder_file(decoder: Genotype, seed_index: int) -> Path:
+    """``rerank/<decoder>.pt`` for the first seed, ``rerank/<decoder>-s<k>.pt`` after."""
+    suffix = f"-s{seed_index}" if seed_index else ""
+    return Path(RERANK_DIR) / f"{decoder}{suffix}.pt"
 
-    Genotypes that differ only in transfer points share one decoder: it is trained once
-    (seeded by the decoder, not the genotype) and each of them is measured with it, so they
-    differ by their WCTs alone, not by the luck of two trainings."""
+
+def retrain(objective: SupernetObjective, genotype: Genotype, seeds: int = 1) -> dict:
+    """Train ``genotype``'s decoder from scratch ``seeds`` times with ``objective``'s
+    settings into ``<run>/rerank/`` and measure it; returns its line of ``rerank.jsonl``
+    (the objectives averaged over the seeds; each seed's under ``per_seed``).
+
+    Genotypes that differ only in transfer points share one decoder: it is trained once per
+    seed (seeded by the decoder, not the genotype) and each of them is measured with it, so
+    they differ by their WCTs alone, not by the luck of two trainings. Several seeds make
+    two decoders' difference more than the luck of one training each."""
     t = objective.train
     if t.threads:
         torch.set_num_threads(t.threads)
     decoder = genotype.without_transfers()
-    checkpoint = Path(RERANK_DIR) / f"{decoder}.pt"
-    path = Path(objective.run_dir) / checkpoint
     device = resolve_device(t.device)
-    t0 = time.perf_counter()
-    loss = None
-    if path.is_file():  # trained for a genotype that shares its weights
-        st = Stylizer.from_pretrained(str(genotype), path, str(device))
-    else:
-        seed = derive_seed(objective.seed, decoder)
-        torch.manual_seed(seed)
-        st = Stylizer(genotype).to(device)
-        loss = short_train(st, t, seed)
-        state = {k: v.detach().half().cpu() for k, v in st.decoder.state_dict().items()}
-        payload = {"genotype": str(decoder), "state_dict": state, "step": t.steps}
-        atomic_write(path, lambda tmp: torch.save(payload, tmp))
-    seconds = time.perf_counter() - t0
-    st.eval()
-    st.weights_id = None  # no style cache: its entries are keyed by weights
-    objectives = objective.measure(st)
-    return {
+    per_seed, losses, seconds = [], [], 0.0
+    for i in range(seeds):
+        checkpoint = decoder_file(decoder, i)
+        path = Path(objective.run_dir) / checkpoint
+        if path.is_file():  # trained for a genotype that shares its weights
+            st = Stylizer.from_pretrained(str(genotype), path, str(device))
+        else:
+            seed = derive_seed(objective.seed, decoder if i == 0 else f"{decoder}:{i}")
+            torch.manual_seed(seed)
+            st = Stylizer(genotype).to(device)
+            t0 = time.perf_counter()
+            losses.append(short_train(st, t, seed))
+            seconds += time.perf_counter() - t0
+            state = {k: v.detach().half().cpu() for k, v in st.decoder.state_dict().items()}
+            payload = {"genotype": str(decoder), "state_dict": state, "step": t.steps}
+            atomic_write(path, lambda tmp, payload=payload: torch.save(payload, tmp))
+        st.eval()
+        st.weights_id = None  # no style cache: its entries are keyed by weights
+        per_seed.append(objective.measure(st))
+    objectives = {k: statistics.fmean(o[k] for o in per_seed) for k in per_seed[0]}
+    line = {
         "genotype": str(genotype),
         "objectives": objectives,
         "fitness": scalarise(objectives, objective.weights),
-        "train_seconds": round(seconds, 3) if loss is not None else 0.0,
-        "train_loss": loss,
-        "checkpoint": str(checkpoint),
+        "train_seconds": round(seconds, 3),
+        "train_loss": statistics.fmean(losses) if losses else None,
+        "checkpoint": str(decoder_file(decoder, 0)),  # what best.json loads
+        "seeds": seeds,
     }
+    if seeds > 1:
+        line["per_seed"] = per_seed
+    return line
 
 
 def rerank(
@@ -92,16 +107,19 @@ def rerank(
     k: int,
     on_rerank: OnRerank | None = None,
     also: Sequence[Genotype | str] = (),
+    seeds: int = 1,
 ) -> list[dict]:
     """Re-rank the run's ``k`` fittest genotypes and ``also`` (the included ones: the
-    reference trained alike) as in the module docstring; fittest first."""
+    reference trained alike), each trained ``seeds`` times, as in the module docstring;
+    fittest first. A line of another number of seeds is measured again (its trainings
+    are reused)."""
     path = run.path / RERANK
     repair_jsonl(path)
-    done = {r["genotype"]: r for r in read_jsonl(path)}
+    done = {r["genotype"]: r for r in read_jsonl(path) if r.get("seeds", 1) == seeds}
     chosen = list(dict.fromkeys(fittest(run.records(), k) + [str(g) for g in also]))
     for g in chosen:
         if g not in done:
-            done[g] = line = retrain(objective, Genotype(g))
+            done[g] = line = retrain(objective, Genotype(g), seeds)
             append_jsonl(path, line)
         if on_rerank:
             on_rerank(done[g])

@@ -115,6 +115,7 @@ class SearchConfig(RunConfig):
     # supernet proxy: then train this many of the fittest (and the included genotypes) from
     # scratch (train_steps) and pick the winner among them (.rerank)
     rerank: int = 0
+    rerank_seeds: int = 1  # trainings of each re-ranked decoder, their scores averaged
 
 
 def supernet_file(path: str | Path | None) -> Path:
@@ -200,6 +201,7 @@ def _supernet_search(config: SearchConfig, include: tuple[Genotype, ...], hooks:
         "proxy": "supernet",
         "supernet": f"{supernet}:{sha256_of(supernet)}",
         "rerank": config.rerank,
+        "rerank_seeds": config.rerank_seeds,
         "canonical": True,  # equivalent genotypes are one candidate
     }
 
@@ -216,7 +218,7 @@ def _supernet_search(config: SearchConfig, include: tuple[Genotype, ...], hooks:
             if hooks.on_rerank:
                 hooks.on_rerank(line)
 
-        ranked = rerank(run, objective, config.rerank, on_rerank, also=include)
+        ranked = rerank(run, objective, config.rerank, on_rerank, include, config.rerank_seeds)
         reference = str(include[0]) if include else None
         summary = reranked_summary(summary, ranked, reference)
         run.write_best(summary)

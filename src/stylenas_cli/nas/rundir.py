@@ -49,7 +49,7 @@ CONFIG, RECORDS, BEST, PLOT, CANDIDATES = (
 )
 # Settings a resumed run may change: they do not change what a candidate scores.
 MAY_CHANGE = frozenset({"workers", "backend", "address", "budget", "keep_checkpoints"})
-MAY_CHANGE |= {"final_steps", "device", "precision", "threads", "rerank"}
+MAY_CHANGE |= {"final_steps", "device", "precision", "threads", "rerank", "rerank_seeds"}
 STRATEGIES = ("evolution", "random")
 
 
