@@ -130,8 +130,8 @@ sweep-lift: install
 	$(PY) scripts/sweep_lift.py $(BENCH)/stylenas $(BENCH)/dpst -o runs/sweep/dev.csv
 
 ## Architecture search on the CPU with the supernet proxy: aging evolution, population 50,
-## sample 10, 200 models; the 5 fittest are then trained 120 steps from scratch and the winner
-## picked among them (--rerank); it stylises a sample pair.
+## sample 10, 200 models; the 5 fittest and photonas are then trained 120 steps from scratch and
+## the winner picked among them (--rerank); it stylises a sample pair.
 SEARCH_DEMO = --population 50 --sample 10 --budget 200 --val-size 128 --val-count 4 --rerank 5 \
 	--train-steps 120 --device cpu --train-data $(SHARED)/data/train --resume
 
