@@ -204,3 +204,39 @@ def test_sigterm_checkpoints_and_exits_130(photo_dir, tmp_path):
     assert "--resume" in err.decode()
     ck = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
     assert ck["step"] > 0
+
+
+def test_the_recipe_chains_five_phases_each_from_the_last_and_resumes(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("astronaut", "chelsea", "coffee", "rocket"):  # phase 4 crops 384 px
+        Image.fromarray(getattr(data, name)()).resize((400, 400)).save(photos / f"{name}.jpg")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "train_recipe.py"
+    out = tmp_path / "run"
+    cmd = [sys.executable, str(script), "--arch", "photonas", "-o", str(out)]
+    cmd += ["--data", str(photos), "--scale", "0.001"]
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    steps = [3, 1, 0, 1, 1]  # 2600, 900, 450, 1100, 700 steps x 0.001, at least 1
+    previous = None
+    for k, want in enumerate(steps, start=1):
+        ck = torch.load(out / f"p{k}" / "last.pt", weights_only=False)
+        assert ck["step"] == max(1, want) and ck["genotype"] == str(NAMED["photonas"])
+        assert ck["config"]["init"] == (None if previous is None else str(previous))
+        previous = out / f"p{k}" / "last.pt"
+    assert torch.load(out / "p5" / "last.pt", weights_only=False)["config"]["crop"] == "native"
+    state = load_decoder_state(out / "weights.pt", NAMED["photonas"])
+    last = torch.load(previous, weights_only=False)["state_dict"]
+    assert all(torch.equal(state[k], last[k].half().float()) for k in state)
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env)  # all done: no step
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stdout.count("$ stylenas train") == 5
+    for k, want in enumerate(steps, start=1):
+        assert torch.load(out / f"p{k}" / "last.pt", weights_only=False)["step"] == max(1, want)
+    resumed = load_decoder_state(out / "weights.pt", NAMED["photonas"])
+    assert all(torch.equal(resumed[k], state[k]) for k in state)
