@@ -496,3 +496,30 @@ def test_training_on_the_cpu_defaults_to_fp32(tmp_path):
     assert cfg.precision == "auto"
     ckpt = torch.load(train(cfg, log=lambda m: None), weights_only=True)
     assert ckpt["config"]["precision"] == "fp32"
+
+
+def test_a_folder_held_by_another_process_is_refused_and_freed_when_it_ends(tmp_path):
+    from stylenas_cli.files import OutputError, exclusive_dir
+
+    held = tmp_path / "run"
+    script = (
+        "import sys\nfrom stylenas_cli.files import exclusive_dir\n"
+        f"with exclusive_dir({str(held)!r}):\n    print('held', flush=True)\n    sys.stdin.read()"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        busy = rf"in use by another stylenas run \(pid {holder.pid}\)"
+        with pytest.raises(OutputError, match=busy):
+            with exclusive_dir(held):
+                pass
+    finally:
+        holder.communicate("", timeout=30)  # its block ends: the folder, empty, goes too
+    assert holder.returncode == 0 and not held.exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    with exclusive_dir(kept) as folder:
+        (folder / "last.pt").write_bytes(b"x")
+    assert sorted(p.name for p in kept.iterdir()) == [".lock", "last.pt"]

@@ -4,6 +4,7 @@ run directory they write, resume, and one-line errors."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,22 @@ def test_an_interrupted_search_says_how_to_resume(monkeypatch, tmp_path):
     assert result.output.strip() == (
         "error: interrupted; finished candidates are saved: rerun with --resume"
     )
+
+
+def test_a_run_folder_in_use_is_refused_untouched(photo_dir, pairs_dir, tmp_path):
+    from stylenas_cli.cli.search import search_command
+    from stylenas_cli.files import exclusive_dir
+
+    out = tmp_path / "run"
+    args = [
+        *("--train-data", photo_dir, "--val-pairs", pairs_dir, "-o", out, "--budget", 2),
+        *("--train-steps", 1, "--image-size", 48, "--val-size", 48, "--proxy", "train"),
+    ]
+    with exclusive_dir(out, "search"):
+        result = CliRunner().invoke(search_command, list(map(str, args)))
+        assert result.exit_code == 1
+        assert result.output.strip() == (
+            f"error: {out} is in use by another stylenas search (pid {os.getpid()}): wait "
+            "for it to finish or choose another --out"
+        )
+        assert sorted(p.name for p in out.iterdir()) == [".lock"]

@@ -15,6 +15,7 @@ import stylenas_cli.nas.supernet as supernet
 from conftest import write_photo
 from stylenas_cli.decoder import Decoder
 from stylenas_cli.errors import StylenasError
+from stylenas_cli.files import exclusive_dir
 from stylenas_cli.genotype import NAMED, SEARCHABLE_BITS, Genotype
 from stylenas_cli.nas.evolution import random_genotype
 from stylenas_cli.nas.supernet import (
@@ -274,6 +275,9 @@ def test_training_resumes_bit_for_bit(cfg, photonet_file):
     assert load_torch_file(Path(cfg("b").out) / "last.pt")["step"] == 2
     with pytest.raises(StylenasError, match="--resume"):
         train_supernet(cfg("b"), log=lambda m: None)
+    with exclusive_dir(cfg("b").out):  # a second process on the same folder is refused
+        with pytest.raises(StylenasError, match="in use by another stylenas supernet training"):
+            train_supernet(cfg("b"), resume=True, log=lambda m: None)
     logs: list[str] = []
     again, record = _losses()
     train_supernet(cfg("b"), resume=True, on_step=record, log=logs.append)

@@ -13,6 +13,7 @@ from stylenas_cli.train import (
     list_images,
     lr_factor,
     psnr,
+    read_checkpoint,
     split_holdout,
     train,
     warm_start,
@@ -240,3 +241,21 @@ def test_the_recipe_chains_five_phases_each_from_the_last_and_resumes(tmp_path):
         assert torch.load(out / f"p{k}" / "last.pt", weights_only=False)["step"] == max(1, want)
     resumed = load_decoder_state(out / "weights.pt", NAMED["photonas"])
     assert all(torch.equal(resumed[k], state[k]) for k in state)
+
+
+def test_one_training_per_output_folder(photo_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from stylenas_cli.cli import main
+    from stylenas_cli.files import exclusive_dir
+
+    out = tmp_path / "run"
+    with exclusive_dir(out, "training"):  # another process's training, as far as flock sees
+        with pytest.raises(StylenasError, match="in use by another stylenas training"):
+            train(_cfg(photo_dir, out))
+        res = CliRunner().invoke(main, ["train", str(photo_dir), "-o", str(out), "--steps", "2"])
+        last = res.output.strip().splitlines()[-1]
+        assert res.exit_code == 1 and last.startswith(f"error: {out} is in use by another")
+        assert not (out / "last.pt").exists()
+    train(_cfg(photo_dir, out, steps=3))  # released: the folder is free again
+    assert read_checkpoint(out / "last.pt")["step"] == 3

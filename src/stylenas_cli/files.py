@@ -13,7 +13,7 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from .errors import StylenasError
@@ -238,6 +238,50 @@ def _link_new(tmp: Path, dest: Path) -> None:
         os.replace(tmp, dest)
     else:
         tmp.unlink()
+
+
+LOCK_NAME = ".lock"
+
+
+@contextlib.contextmanager
+def exclusive_dir(folder: str | Path, what: str = "run") -> Iterator[Path]:
+    """Hold ``folder`` (created if missing) for one process: a second ``stylenas`` writing
+    checkpoints or records into it would interleave them, so it raises
+    :class:`OutputError` instead. The lock is an advisory ``flock`` on ``<folder>/.lock``,
+    released when the block ends or the process dies; a folder this call created and left
+    empty is removed. Where ``fcntl`` is missing (Windows) nothing is locked."""
+    folder = Path(folder)
+    created = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"cannot create {folder}: {err.strerror or err}") from err
+    lock = folder / LOCK_NAME
+    with open(lock, "a+") as fh:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks
+            fcntl = None
+        if fcntl is not None:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                owner = fh.read().strip()
+                by = f" (pid {owner})" if owner.isdigit() else ""
+                raise OutputError(
+                    f"{folder} is in use by another stylenas {what}{by}: wait for it to "
+                    "finish or choose another --out"
+                ) from None
+            fh.truncate(0)
+            fh.write(str(os.getpid()))
+            fh.flush()
+        try:
+            yield folder
+        finally:
+            if created and [p.name for p in folder.iterdir()] == [LOCK_NAME]:
+                lock.unlink()
+                folder.rmdir()
 
 
 def jsonable(value):

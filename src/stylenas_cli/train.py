@@ -24,7 +24,7 @@ from .decoder import Decoder
 from .device import autocast, resolve_device, resolve_precision
 from .encoder import LEVELS, VGGEncoder
 from .errors import StylenasError
-from .files import atomic_write
+from .files import atomic_write, exclusive_dir
 from .genotype import resolve
 from .images import IMAGE_SUFFIXES, ImageError, open_image
 from .weights import WeightsError, check_state_dict, load_torch_file
@@ -312,7 +312,18 @@ def train(
 ) -> Path:
     """Train a decoder; returns the path of the last checkpoint (``<out>/last.pt``).
 
-    Ctrl-C saves a checkpoint before re-raising ``KeyboardInterrupt``."""
+    Ctrl-C saves a checkpoint before re-raising ``KeyboardInterrupt``. The output folder
+    is held for this process (:func:`~stylenas_cli.files.exclusive_dir`)."""
+    with exclusive_dir(cfg.out, "training"):
+        return _train(cfg, resume, on_step, log)
+
+
+def _train(
+    cfg: TrainConfig,
+    resume: bool,
+    on_step: Callable[[int, dict], None] | None,
+    log: Callable[[str], None],
+) -> Path:
     out = Path(cfg.out)
     ckpt_path = out / "last.pt"
     device = resolve_device(cfg.device)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..evaluation import find_pairs
+from ..files import exclusive_dir
 from ..genotype import SEARCHABLE_BITS, Genotype, resolve
 from ..model import Stylizer
 from ..raycluster import CONNECT_TIMEOUT
@@ -307,38 +308,40 @@ def _run(
         )
     saved = _saved_config(kind, config, include, settings, val_pairs) | extra
     saved["max_gflops"] = None if cap is None else round(cap.limit, 6)
-    run = Run.open(config.out, saved, config.resume)
-    objective, space, title = prepare(run, settings, val_pairs)
-    plan = Plan(
-        config.strategy,
-        config.budget,
-        config.population,
-        config.sample,
-        config.seed,
-        include,
-        space,
-        AXES,
-        config.keep_checkpoints,
-        title,
-        cap,
-        normalise,
-    )
-    ray = {"gpus_per_task": config.gpus_per_task, "connect_timeout": config.connect_timeout}
-    ray = ray if config.backend == "ray" else {}
-    executor = make_executor(objective, config.workers, config.backend, config.address, **ray)
-    try:
-        if hooks.on_start:
-            hooks.on_start("search", plan.budget, min(len(run.records()), plan.budget), "")
-        summary = execute(run, plan, executor, hooks.on_result)
-    finally:
-        executor.close()  # frees the workers (and their GPU memory) before the final training
-    if summary.get("genotype") is None:
-        raise SearchError(f"every candidate failed: see {run.records_path}")
-    if finish:
-        summary = finish(run, objective, summary)
-    if config.final_steps:
-        summary = _train_final(run, objective, summary, config.final_steps, hooks)
-    return {"run": str(run.path), **summary, "wall_seconds": round(time.perf_counter() - t0, 1)}
+    # one process per run folder: two would interleave their records
+    with exclusive_dir(config.out, kind):
+        run = Run.open(config.out, saved, config.resume)
+        objective, space, title = prepare(run, settings, val_pairs)
+        plan = Plan(
+            config.strategy,
+            config.budget,
+            config.population,
+            config.sample,
+            config.seed,
+            include,
+            space,
+            AXES,
+            config.keep_checkpoints,
+            title,
+            cap,
+            normalise,
+        )
+        ray = {"gpus_per_task": config.gpus_per_task, "connect_timeout": config.connect_timeout}
+        ray = ray if config.backend == "ray" else {}
+        executor = make_executor(objective, config.workers, config.backend, config.address, **ray)
+        try:
+            if hooks.on_start:
+                hooks.on_start("search", plan.budget, min(len(run.records()), plan.budget), "")
+            summary = execute(run, plan, executor, hooks.on_result)
+        finally:
+            executor.close()  # frees the workers (and their GPU memory) before the final training
+        if summary.get("genotype") is None:
+            raise SearchError(f"every candidate failed: see {run.records_path}")
+        if finish:
+            summary = finish(run, objective, summary)
+        if config.final_steps:
+            summary = _train_final(run, objective, summary, config.final_steps, hooks)
+        return {"run": str(run.path), **summary, "wall_seconds": round(time.perf_counter() - t0, 1)}
 
 
 def _train_final(run: Run, objective, summary: dict, steps: int, hooks: _Hooks) -> dict:

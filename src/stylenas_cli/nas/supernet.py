@@ -27,7 +27,7 @@ from ..decoder import BFA_SKIPS, Decoder, stage_specs
 from ..device import autocast, resolve_device, resolve_precision
 from ..encoder import CHANNELS, VGGEncoder
 from ..errors import StylenasError
-from ..files import atomic_write
+from ..files import atomic_write, exclusive_dir
 from ..genotype import N_BITS, NAMED, SEARCHABLE_BITS, TRANSFER_BITS, Genotype
 from ..train import (
     PhotoSampler,
@@ -263,7 +263,18 @@ def train_supernet(
     ``resume`` continues ``<out>/last.pt`` bit for bit in schedule (step, optimiser, the
     torch, crop and genotype random states). Ctrl-C (SIGTERM in the command line) saves the
     checkpoint before re-raising ``KeyboardInterrupt``. ``on_step(step, info)`` after each
-    step, ``info["losses"]`` holding each sub-network's loss."""
+    step, ``info["losses"]`` holding each sub-network's loss. The output folder is held for
+    this process (:func:`~stylenas_cli.files.exclusive_dir`)."""
+    with exclusive_dir(cfg.out, "supernet training"):
+        return _train_supernet(cfg, resume, log, on_step)
+
+
+def _train_supernet(
+    cfg: SupernetConfig,
+    resume: bool,
+    log: Callable[[str], None],
+    on_step: Callable[[int, dict], None] | None,
+) -> Path:
     out = Path(cfg.out)
     ckpt_path = out / "last.pt"
     device = resolve_device(cfg.device)
