@@ -13,6 +13,7 @@ every phase's steps (a quick check of the whole chain). The result is ``<out>/we
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -54,6 +55,20 @@ def phase_args(arch: str, data: Path, out: Path, phase: dict, init: Path | None,
     return args
 
 
+def run_phase(cmd: list[str]) -> int:
+    """One phase's training; a SIGTERM to this script reaches it too, so that it saves its
+    checkpoint and frees its folder instead of running on, orphaned."""
+    child = subprocess.Popen(cmd)
+    previous = signal.signal(signal.SIGTERM, lambda *_: child.terminate())
+    try:
+        return child.wait()
+    except KeyboardInterrupt:  # Ctrl-C reached the training too: let it save its checkpoint
+        child.wait()
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", required=True, help="a name or a 32-bit genotype")
@@ -69,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         out = args.out / f"p{k}"
         cmd = stylenas + phase_args(args.arch, args.data, out, phase, init, args.scale)
         print("$ stylenas train " + " ".join(cmd[4:]), flush=True)
-        subprocess.run(cmd, check=True)
+        code = run_phase(cmd)
+        if code:
+            return code
         init = out / "last.pt"
     dest = export_weights(init, args.export or args.out / "weights.pt")
     print(f"weights: {dest} ({dest.stat().st_size / 2**20:.1f} MiB, sha256 {sha256_of(dest)})")

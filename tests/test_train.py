@@ -259,3 +259,43 @@ def test_one_training_per_output_folder(photo_dir, tmp_path):
         assert not (out / "last.pt").exists()
     train(_cfg(photo_dir, out, steps=3))  # released: the folder is free again
     assert read_checkpoint(out / "last.pt")["step"] == 3
+
+
+def test_a_terminated_recipe_stops_its_training_too(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from stylenas_cli.files import OutputError, exclusive_dir
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("astronaut", "chelsea", "coffee", "rocket"):
+        Image.fromarray(getattr(data, name)()).resize((160, 160)).save(photos / f"{name}.jpg")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "train_recipe.py"
+    out = tmp_path / "run"
+    cmd = [sys.executable, str(script), "--arch", "photonas", "-o", str(out), "--data", str(photos)]
+    recipe = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    lock = out / "p1" / ".lock"
+    deadline = time.monotonic() + 120
+    while not (lock.exists() and lock.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.2)  # until phase 1's training holds its folder
+    assert lock.read_text().strip().isdigit(), "phase 1 never started"
+    recipe.send_signal(signal.SIGTERM)
+    code = recipe.wait(timeout=120)
+    try:
+        with exclusive_dir(out / "p1", "training"):  # nobody left writing into it
+            pass
+    except OutputError:
+        os.kill(int(lock.read_text()), signal.SIGKILL)  # the orphan, not to slow the suite
+        raise
+    assert code == 130  # the training's own exit code: it saved its checkpoint
+    assert not (out / "p2").exists()
