@@ -207,16 +207,22 @@ def test_sigterm_checkpoints_and_exits_130(photo_dir, tmp_path):
     assert ck["step"] > 0
 
 
-def test_the_recipe_chains_five_phases_each_from_the_last_and_resumes(tmp_path):
-    import subprocess
-    import sys
+def _recipe_setup(tmp_path, side: int):
+    """Four square photos of ``side`` px, and the recipe script's path."""
     from pathlib import Path
 
     photos = tmp_path / "photos"
     photos.mkdir()
-    for name in ("astronaut", "chelsea", "coffee", "rocket"):  # phase 4 crops 384 px
-        Image.fromarray(getattr(data, name)()).resize((400, 400)).save(photos / f"{name}.jpg")
-    script = Path(__file__).resolve().parents[1] / "scripts" / "train_recipe.py"
+    for name in ("astronaut", "chelsea", "coffee", "rocket"):
+        Image.fromarray(getattr(data, name)()).resize((side, side)).save(photos / f"{name}.jpg")
+    return photos, Path(__file__).resolve().parents[1] / "scripts" / "train_recipe.py"
+
+
+def test_the_recipe_chains_five_phases_each_from_the_last_and_resumes(tmp_path):
+    import subprocess
+    import sys
+
+    photos, script = _recipe_setup(tmp_path, 400)  # phase 4 crops 384 px
     out = tmp_path / "run"
     cmd = [sys.executable, str(script), "--arch", "photonas", "-o", str(out)]
     cmd += ["--data", str(photos), "--scale", "0.001"]
@@ -267,15 +273,10 @@ def test_a_terminated_recipe_stops_its_training_too(tmp_path):
     import subprocess
     import sys
     import time
-    from pathlib import Path
 
     from stylenas_cli.files import OutputError, exclusive_dir
 
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for name in ("astronaut", "chelsea", "coffee", "rocket"):
-        Image.fromarray(getattr(data, name)()).resize((160, 160)).save(photos / f"{name}.jpg")
-    script = Path(__file__).resolve().parents[1] / "scripts" / "train_recipe.py"
+    photos, script = _recipe_setup(tmp_path, 160)
     out = tmp_path / "run"
     cmd = [sys.executable, str(script), "--arch", "photonas", "-o", str(out), "--data", str(photos)]
     recipe = subprocess.Popen(

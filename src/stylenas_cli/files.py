@@ -18,6 +18,11 @@ from pathlib import Path
 
 from .errors import StylenasError
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks
+    fcntl = None
+
 STYLIZED_SUFFIX = "_stylized"
 
 
@@ -258,10 +263,6 @@ def exclusive_dir(folder: str | Path, what: str = "run") -> Iterator[Path]:
         raise OutputError(f"cannot create {folder}: {err.strerror or err}") from err
     lock = folder / LOCK_NAME
     with open(lock, "a+") as fh:
-        try:
-            import fcntl
-        except ImportError:  # Windows: no advisory locks
-            fcntl = None
         if fcntl is not None:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -351,7 +351,6 @@ def _train(
     train_files, val_files = split_holdout(list_images(cfg.data, log))
     sampler = PhotoSampler(train_files, cfg.size, cfg.seed + state.step, cfg.crop, tuple(cfg.gamma))
     val = val_images(val_files, cfg.val_size).to(device)
-    out.mkdir(parents=True, exist_ok=True)
 
     def validate() -> float:
         decoder.eval()

@@ -302,7 +302,6 @@ def _train_supernet(
         init = cfg.init or resolve_arch_and_weights("photonet", None)[1]
         supernet.net.load_state_dict(load_decoder_state(init, PHOTONET))
         log(f"supernet initialised from {init}")
-    out.mkdir(parents=True, exist_ok=True)
 
     def rng_states() -> tuple:
         return torch.get_rng_state(), _rng_state(sampler.rng), _rng_state(genotypes)
